@@ -1,0 +1,135 @@
+#include "benches/harness.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <regex>
+
+#include "core/bundle.hpp"
+#include "core/checker.hpp"
+#include "core/registry.hpp"
+#if DSV3_HAVE_CUDA
+#include "benches/harness_cuda.hpp"
+#endif
+
+namespace dsv3::bench {
+namespace {
+
+// The one prepared case alive at a time.
+struct Prepared {
+  std::string key;
+  Io io;
+  std::unique_ptr<Runner> runner;
+  std::string error;  // preparation or validation failure
+};
+
+std::unique_ptr<Prepared>& current() {
+  static std::unique_ptr<Prepared> p;
+  return p;
+}
+
+nlohmann::json& validations() {
+  static nlohmann::json v = nlohmann::json::array();
+  return v;
+}
+
+Prepared& prepare(const Component& comp, const Variant& v, const Case& c, const Options& opt,
+                  std::size_t index, std::size_t total) {
+  const std::string key = comp.name + "/" + v.name + "/" + c.id;
+  auto& cur = current();
+  if (cur && cur->key == key) return *cur;
+  cur.reset();  // free the previous case first
+  auto p = std::make_unique<Prepared>();
+  p->key = key;
+  if (opt.progress) std::cerr << "[" << index + 1 << "/" << total << "] " << key << std::endl;
+  try {
+    if (opt.validate && v.name != "ref") {
+      Checker checker;
+      const CaseResult r = checker.check(comp, v, c);
+      validations().push_back(to_json(r));
+      if (r.status != Status::pass) p->error = "validation " + std::string(status_name(r.status)) + ": " + r.reason;
+    }
+    if (p->error.empty()) {
+      p->io = Io{comp.make_inputs(c), comp.make_outputs(c)};
+      for (auto& t : p->io.out) t.poison();
+      p->runner = v.prepare(c, p->io);
+    }
+  } catch (const std::exception& e) {
+    p->error = e.what();
+  }
+  cur = std::move(p);
+  return *cur;
+}
+
+void run_benchmark(benchmark::State& state, const Component* comp, const Variant* v, const Case& c,
+                   const Ceilings& ceil, const Options& opt, std::size_t index, std::size_t total) {
+  Prepared& p = prepare(*comp, *v, c, opt, index, total);
+  if (!p.error.empty()) {
+    state.SkipWithError(p.error.c_str());
+    for (auto _ : state) {}
+    return;
+  }
+  try {
+    for (auto _ : state) {
+#if DSV3_HAVE_CUDA
+      if (v->backend == Backend::cuda) {
+        state.SetIterationTime(cuda_time([&] { p.runner->run(); }, 0, 1, 1, opt.flush_l2).at(0));
+        continue;
+      }
+#endif
+      const auto t0 = std::chrono::steady_clock::now();
+      p.runner->run();
+      const auto t1 = std::chrono::steady_clock::now();
+      state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    }
+    p.runner->fetch();
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  const double bytes = comp->bytes(c), flops = comp->flops(c);
+  const double ceiling = v->backend == Backend::cuda ? ceil.gpu_copy_gbs : ceil.cpu_memcpy_gbs;
+  using benchmark::Counter;
+  state.counters["GBps"] = Counter(bytes / 1e9, Counter::kIsIterationInvariantRate);
+  if (flops > 0) state.counters["TFLOPps"] = Counter(flops / 1e12, Counter::kIsIterationInvariantRate);
+  if (ceiling > 0) state.counters["frac_ceiling"] = Counter(bytes / 1e9 / ceiling, Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] = bytes;
+}
+
+}  // namespace
+
+std::vector<Planned> register_benchmarks(const Ceilings& ceil, const Options& opt) {
+  const std::regex re(opt.filter.empty() ? std::string(".*") : opt.filter);
+  struct Item { const Component* comp; const Variant* v; Case c; std::string name; };
+  std::vector<Item> items;
+  std::vector<Planned> plan;
+  auto& reg = Registry::instance();
+  for (const auto& comp : reg.components()) {
+    const std::vector<Case> cases = comp.perf_cases();
+    for (const Variant* v : reg.variants(comp.name))
+      for (const auto& c : cases) {
+        const std::string name = comp.name + "/" + v->name + "/" + c.id;
+        if (!std::regex_search(name, re)) continue;
+        std::string why = skip_reason(*v, c);
+        if (why.empty() && v->backend == Backend::cpu && comp.bytes(c) > opt.cpu_max_bytes)
+          why = "CPU variant skipped above " + std::to_string(static_cast<long long>(opt.cpu_max_bytes / 1e6)) +
+                " MB moved (--cpu-max-bytes)";
+        plan.push_back({name, why});
+        if (why.empty()) items.push_back({&comp, v, c, name});
+      }
+  }
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const Item it = items[i];
+    const std::size_t total = items.size();
+    benchmark::RegisterBenchmark(it.name.c_str(), [it, &ceil, opt, i, total](benchmark::State& s) {
+      run_benchmark(s, it.comp, it.v, it.c, ceil, opt, i, total);
+    })->UseManualTime()->Unit(benchmark::kMicrosecond);
+  }
+  return plan;
+}
+
+nlohmann::json validation_results() { return validations(); }
+
+}  // namespace dsv3::bench

@@ -1,0 +1,63 @@
+#include "core/checker.hpp"
+
+#include <cstring>
+#include <exception>
+
+namespace dsv3 {
+
+std::string_view status_name(Status s) {
+  return s == Status::pass ? "pass" : s == Status::fail ? "fail" : "skip";
+}
+
+std::string skip_reason(const Variant& v, const Case& c) {
+  if (v.backend == Backend::cuda && !cuda_presence().available)
+    return "no CUDA device: " + cuda_presence().reason;
+  return v.unsupported(c);
+}
+
+const Checker::RefEntry& Checker::reference(const Component& comp, const Case& c) {
+  const std::string key = comp.name + "|" + c.id;
+  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+  cache_.clear();
+  const Variant& ref = Registry::instance().variant(comp.name, "ref");
+  Io io{comp.make_inputs(c), comp.make_outputs(c)};
+  for (auto& t : io.out) t.poison();
+  auto runner = ref.prepare(c, io);
+  runner->run();
+  runner->fetch();
+  return cache_[key] = RefEntry{std::move(io.in), std::move(io.out)};
+}
+
+CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c) {
+  CaseResult r{comp.name, v.name, c.id, Status::skip, skip_reason(v, c), {}};
+  if (!r.reason.empty()) return r;
+  try {
+    const RefEntry& ref = reference(comp, c);
+    Io io{ref.inputs, comp.make_outputs(c)};
+    for (auto& t : io.out) t.poison();
+    auto runner = v.prepare(c, io);
+    runner->run();
+    runner->fetch();
+    r.status = Status::pass;
+    for (std::size_t i = 0; i < ref.outputs.size(); ++i) {
+      CompareReport rep = compare_tensors(io.out.at(i), ref.outputs[i], v.tolerance_for(ref.outputs[i].name()));
+      if (!rep.pass && r.status == Status::pass) {
+        r.status = Status::fail;
+        r.reason = rep.name + ": " + rep.message;
+      }
+      r.outputs.push_back(std::move(rep));
+    }
+    for (std::size_t i = 0; i < ref.inputs.size(); ++i) {
+      if (std::memcmp(io.in[i].raw(), ref.inputs[i].raw(), ref.inputs[i].nbytes()) != 0 && r.status == Status::pass) {
+        r.status = Status::fail;
+        r.reason = "variant modified its input '" + ref.inputs[i].name() + "'";
+      }
+    }
+  } catch (const std::exception& e) {
+    r.status = Status::fail;
+    r.reason = std::string("error: ") + e.what();
+  }
+  return r;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,40 @@
+// The checker: runs one variant on one case and compares every output with the reference.
+// Outputs are allocated and poisoned here (NaN / 0xA5) with canary guards around them, so an
+// unwritten or out-of-bounds element fails. A variant that throws (CUDA error, bad shape) fails
+// with the message; an unsupported case or a missing GPU is a skip with its reason.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/registry.hpp"
+
+namespace dsv3 {
+
+enum class Status : uint8_t { pass, fail, skip };
+std::string_view status_name(Status s);
+
+struct CaseResult {
+  std::string component, variant, case_id;
+  Status status = Status::skip;
+  std::string reason;                 // skip or failure reason
+  std::vector<CompareReport> outputs;
+};
+
+// Why `v` cannot run `c` here (no GPU, unsupported case), or empty.
+std::string skip_reason(const Variant& v, const Case& c);
+
+class Checker {
+ public:
+  CaseResult check(const Component& comp, const Variant& v, const Case& c);
+
+ private:
+  struct RefEntry {
+    std::vector<Tensor> inputs, outputs;
+  };
+  const RefEntry& reference(const Component& comp, const Case& c);
+  std::map<std::string, RefEntry> cache_;  // one entry: the last case (eval cases run in order)
+};
+
+}  // namespace dsv3

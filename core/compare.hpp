@@ -1,0 +1,61 @@
+// compare_tensors(): one checker for every variant. Never aborts; returns a report.
+//
+// Rules, in order:
+//  1. dtype and shape must match (else the report fails and says both shapes);
+//  2. NaN positions must match and Inf positions (with sign) must match;
+//  3. per element, by tolerance kind:
+//       exact   identical bit patterns (codes), the rule for quantizers and codecs;
+//       ulps    |got - ref| <= n * ulp_fmt(ref), ulp in the output format `fmt`;
+//       absrel  |got - ref| <= atol  or  |got - ref| <= rtol * |ref|;
+//  4. optional whole-tensor bounds: cosine distance and NMSE.
+// The worst element (largest |got-ref| / allowed) is reported with its N-d coordinates.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace dsv3 {
+
+struct Tolerance {
+  enum class Kind : uint8_t { exact, ulps, absrel };
+  Kind kind = Kind::exact;
+  double ulps = 0;             // kind == ulps
+  DType fmt = DType::f32;      // format the ulps are counted in
+  double atol = 0, rtol = 0;   // kind == absrel
+  double max_cos_dist = -1;    // < 0: not checked
+  double max_nmse = -1;        // < 0: not checked
+  std::string reason;          // one line: why this bound is right
+
+  static Tolerance bit_exact(std::string why);
+  static Tolerance in_ulps(double n, DType fmt, std::string why);
+  static Tolerance abs_rel(double atol, double rtol, std::string why);
+  std::string describe() const;  // "exact", "<= 1 ulp bf16", "atol 1e-5 | rtol 1e-3"
+};
+
+struct CompareReport {
+  std::string name;            // output name
+  std::string tolerance;       // Tolerance::describe()
+  bool pass = false;
+  std::string message;         // first reason for failure, empty on pass
+  int64_t n = 0, mismatches = 0, nan_mismatches = 0, inf_mismatches = 0;
+  double max_abs = 0, max_rel = 0, cos_dist = 0, nmse = 0;
+  std::vector<int64_t> worst_index;
+  double worst_got = 0, worst_ref = 0;
+};
+
+CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolerance& tol);
+
+// Size of one unit in the last place of `ref` in format `fmt` (subnormal spacing below the
+// normal range). For f32 the float32 ulp.
+double ulp_in(DType fmt, double ref);
+
+// Order-free comparison of top-k index sets per row, tie-aware: got[r] may differ from ref[r]
+// only by indices whose score equals the k-th largest score of that row (within `score_eps`).
+// got/ref: i32 [rows, k]; scores: f32 [rows, n].
+CompareReport compare_index_sets(const Tensor& got, const Tensor& ref, const Tensor& scores,
+                                 double score_eps = 0.0);
+
+}  // namespace dsv3

@@ -1,0 +1,28 @@
+// CUDA presence probe and device descriptor. Safe on machines without a GPU or without a
+// driver: cudaGetDeviceCount's error becomes the reason, nothing aborts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dsv3 {
+
+struct CudaPresence {
+  bool available = false;
+  std::string reason;  // why not, when !available
+};
+const CudaPresence& cuda_presence();  // probed once
+
+struct DeviceInfo {
+  bool present = false;
+  std::string reason;
+  std::string name, compute_capability;
+  int sms = 0, sm_clock_mhz = 0, memory_clock_mhz = 0, memory_bus_bits = 0;
+  int64_t memory_bytes = 0, l2_bytes = 0;
+  std::string driver_version, runtime_version;
+};
+DeviceInfo device_info();  // device 0
+
+bool built_with_cuda();
+
+}  // namespace dsv3

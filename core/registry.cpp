@@ -1,0 +1,78 @@
+#include "core/registry.hpp"
+
+#include <stdexcept>
+
+namespace dsv3 {
+namespace {
+
+template <class T>
+T& find_named(std::vector<T>& v, const std::string& name, const char* what) {
+  for (auto& t : v)
+    if (t.name == name) return t;
+  std::string known;
+  for (auto& t : v) known += (known.empty() ? "" : ", ") + t.name;
+  throw std::invalid_argument(std::string("unknown ") + what + " '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace
+
+Tensor& Io::input(const std::string& name) {
+  for (auto& t : in)
+    if (t.name() == name) return t;
+  throw std::invalid_argument("no input tensor named '" + name + "'");
+}
+
+const Tensor& Io::input(const std::string& name) const {
+  return const_cast<Io*>(this)->input(name);
+}
+
+Tensor& Io::output(const std::string& name) {
+  for (auto& t : out)
+    if (t.name() == name) return t;
+  throw std::invalid_argument("no output tensor named '" + name + "'");
+}
+
+const Tolerance& Variant::tolerance_for(const std::string& output) const {
+  if (auto it = tolerances.find(output); it != tolerances.end()) return it->second;
+  if (auto it = tolerances.find("*"); it != tolerances.end()) return it->second;
+  throw std::logic_error("variant " + component + "/" + name + " declares no tolerance for output '" +
+                         output + "'");
+}
+
+Registry& Registry::instance() {
+  static Registry r;
+  return r;
+}
+
+void Registry::add(Component c) {
+  for (auto& existing : components_)
+    if (existing.name == c.name) throw std::logic_error("component registered twice: " + c.name);
+  components_.push_back(std::move(c));
+}
+
+void Registry::add(Variant v) {
+  component(v.component);  // throws if unknown
+  for (auto& existing : variants_)
+    if (existing->component == v.component && existing->name == v.name)
+      throw std::logic_error("variant registered twice: " + v.component + "/" + v.name);
+  variants_.push_back(std::make_unique<Variant>(std::move(v)));
+}
+
+const Component& Registry::component(const std::string& name) const {
+  return find_named(const_cast<std::vector<Component>&>(components_), name, "component");
+}
+
+std::vector<const Variant*> Registry::variants(const std::string& comp) const {
+  std::vector<const Variant*> out;
+  for (auto& v : variants_)
+    if (v->component == comp) out.push_back(v.get());
+  return out;
+}
+
+const Variant& Registry::variant(const std::string& comp, const std::string& name) const {
+  for (auto* v : variants(comp))
+    if (v->name == name) return *v;
+  throw std::invalid_argument("unknown variant '" + comp + "/" + name + "'");
+}
+
+}  // namespace dsv3

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Write a Markdown report (REPORT.md) from dsv3bench result bundles (docs/bundle-schema.md).
+
+Sections: machine, ceilings, correctness summary with every failed case and its worst
+element, the full correctness table, benchmarks (Google Benchmark median rows when
+repetitions ran), numerics studies, and links to the PNGs that scripts/plot.py wrote.
+With several bundles the first is the baseline: benchmarks are lined up by name with
+the speedup against it, and correctness verdicts are lined up by case.
+Nothing is re-run; the report comes from the bundles only.
+"""
+import argparse
+import os
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in scripts/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, load_bundles, main_guard  # noqa: E402
+
+COLLAPSE_ROWS = 40
+CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
+PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png"]
+
+
+def cell(v):
+    """A Markdown table cell: numbers via fmt_num, text with | < and newlines escaped."""
+    if not isinstance(v, str):
+        v = fmt_num(v)
+    return v.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ") or " "
+
+
+def table(header, rows, collapse_label=None):
+    """Markdown table lines; wrapped in <details> when it has more than COLLAPSE_ROWS rows."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if len(rows) > COLLAPSE_ROWS:
+        summary = f"{collapse_label or 'table'}: {len(rows)} rows (click to expand)"
+        lines = [f"<details><summary>{summary}</summary>", ""] + lines + ["", "</details>"]
+    return lines + [""]
+
+
+def joined(d, keys, sep=", "):
+    return sep.join(f"{k} {d[k]}" for k in keys if d.get(k) not in (None, ""))
+
+
+def machine_section(bundles):
+    rows = {"device": [], "host": [], "toolchain": [], "git commit": [], "created (UTC)": [], "bundle": []}
+    for b in bundles:
+        dev, host, tc, git = (b.get(k) or {} for k in ("device", "host", "toolchain", "git"))
+        if dev.get("present"):
+            extra = ", ".join(t.format(dev[k]) for k, t in (
+                ("compute_capability", "sm {}"), ("sms", "{} SMs"), ("memory_gib", "{} GiB"),
+                ("driver_version", "driver {}"), ("runtime_version", "runtime {}")) if dev.get(k) is not None)
+            rows["device"].append(f"{dev.get('name', '?')} ({extra})" if extra else dev.get("name", "?"))
+        else:
+            rows["device"].append(f"none: {dev.get('reason') or 'no reason given'}")
+        hw = [host.get("hostname"), host.get("cpu_model"),
+              host.get("logical_cores") is not None and f"{host['logical_cores']} logical cores",
+              host.get("memory_gib") is not None and f"{fmt_num(host['memory_gib'])} GiB", host.get("os")]
+        rows["host"].append(", ".join(str(x) for x in hw if x))
+        rows["toolchain"].append(joined(tc, ["cxx", "nvcc", "cublas", "nccl", "eigen", "build_type",
+                                             "cuda_architectures"]) + f", cuda_enabled {fmt_num(tc.get('cuda_enabled'))}")
+        commit = git.get("commit") or "unknown"
+        rows["git commit"].append(commit + (" (dirty)" if git.get("dirty") else ""))
+        rows["created (UTC)"].append(b.get("created_utc") or "unknown")
+        rows["bundle"].append(b["_path"])
+    out = ["## Machine", ""]
+    out += table([" "] + [cell(b["_label"]) for b in bundles], [[k] + [cell(v) for v in vs] for k, vs in rows.items()])
+    return out
+
+
+def ceilings_section(bundles):
+    names = list(dict.fromkeys((c["name"], c["unit"]) for b in bundles for c in b.get("ceilings", [])))
+    if not names:
+        return ["## Ceilings", "", "No ceilings in the bundle(s).", ""]
+    rows = []
+    for name, unit in names:
+        vals, method = [], ""
+        for b in bundles:
+            c = next((c for c in b.get("ceilings", []) if (c["name"], c["unit"]) == (name, unit)), None)
+            vals.append(cell(c["value"]) if c else "—")
+            method = method or (c or {}).get("method") or ""
+        rows.append([cell(name), cell(unit)] + vals + [cell(method)])
+    return ["## Ceilings", ""] + table(["ceiling", "unit"] + [cell(b["_label"]) for b in bundles] + ["method"], rows)
+
+
+def verdict(row, out):
+    if row["status"] == "skip":
+        return f"skip: {row.get('reason') or 'no reason given'}"
+    if out is None:
+        return row["status"] if row["status"] == "pass" else f"**FAIL**: {row.get('reason') or ''}"
+    return "pass" if out.get("pass", row["status"] == "pass") else "**FAIL**"
+
+
+def index_text(idx):
+    if isinstance(idx, list):
+        return "[" + ", ".join(map(str, idx)) + "]"
+    return "n/a" if idx is None else str(idx)
+
+
+def correctness_section(bundles):
+    out = ["## Correctness", ""]
+    if not any(b.get("correctness") for b in bundles):
+        return out + ["No correctness results in the bundle(s).", ""]
+    many = len(bundles) > 1
+    for b in bundles:
+        rows = b.get("correctness", [])
+        if many:
+            out += [f"### {b['_label']}", ""]
+        if not rows:
+            out += ["No correctness results in this bundle.", ""]
+            continue
+        counts = {}
+        for r in rows:
+            counts.setdefault((r["component"], r["variant"]), {"pass": 0, "fail": 0, "skip": 0})[r["status"]] += 1
+        total = {s: sum(c[s] for c in counts.values()) for s in ("pass", "fail", "skip")}
+        out += [f"Summary: {total['pass']} pass, {total['fail']} fail, {total['skip']} skip.", ""]
+        out += table(["component", "variant", "pass", "fail", "skip"],
+                     [[cell(k[0]), cell(k[1]), str(c["pass"]), f"**{c['fail']}**" if c["fail"] else "0", str(c["skip"])]
+                      for k, c in counts.items()])
+        reasons = {}
+        for r in rows:
+            if r["status"] == "skip":
+                reasons[r.get("reason") or "no reason given"] = reasons.get(r.get("reason") or "no reason given", 0) + 1
+        if reasons:
+            out += ["Skip reasons:", ""] + [f"- {n} case(s): {cell(why)}" for why, n in reasons.items()] + [""]
+
+        failed = []
+        for r in rows:
+            if r["status"] != "fail":
+                continue
+            bad = [o for o in r.get("outputs", []) if not o.get("pass", False)] or [{}]  # {}: no output listed
+            for o in bad:
+                w = o.get("worst") or {}
+                failed.append([cell(r["component"]), cell(r["variant"]), cell(r["case"]), cell(o.get("name", "—")),
+                               cell(index_text(w.get("index"))), cell(w.get("got")), cell(w.get("ref")),
+                               cell(o.get("max_abs")), cell(o.get("max_rel")),
+                               cell(f"{o['mismatches']}/{o.get('n', '?')}" if "mismatches" in o else "n/a"),
+                               cell(r.get("reason") or "")])
+        hdr = "#### Failed cases" if many else "### Failed cases"
+        if failed:
+            out += [hdr, ""] + table(["component", "variant", "case", "output", "worst index", "got", "ref", "max_abs",
+                                      "max_rel", "mismatches", "reason"], failed, "failed outputs")
+        else:
+            out += [hdr, "", "None.", ""]
+
+        full = []
+        for r in rows:
+            for o in r.get("outputs", []) or [None]:
+                o2 = o or {}
+                full.append([cell(r["component"]), cell(r["case"]), cell(r["variant"]), cell(o2.get("name", "—")),
+                             cell(o2.get("max_abs")), cell(o2.get("max_rel")), cell(o2.get("cos_dist")),
+                             cell(o2.get("tolerance", "—")), cell(verdict(r, o))])
+        out += ["#### All cases" if many else "### All cases", ""]
+        out += table(["component", "case", "variant", "output", "max_abs", "max_rel", "cos_dist", "tolerance", "verdict"],
+                     full, "correctness outputs")
+    if many:
+        keys = list(dict.fromkeys((r["component"], r["variant"], r["case"]) for b in bundles for r in b.get("correctness", [])))
+        status = [{(r["component"], r["variant"], r["case"]): r["status"] for r in b.get("correctness", [])} for b in bundles]
+        out += ["### Verdicts side by side", ""]
+        out += table(["component", "variant", "case"] + [cell(b["_label"]) for b in bundles],
+                     [[cell(k[0]), cell(k[1]), cell(k[2])] + [s.get(k, "—") for s in status] for k in keys],
+                     "verdicts by case")
+    return out
+
+
+def time_cell(r):
+    if r["error"]:
+        return cell(f"error: {r['error']}")
+    return f"{fmt_num(r['time'])} {r['unit']}" if finite(r["time"]) is not None else "n/a"
+
+
+def benchmark_section(bundles):
+    out = ["## Benchmarks", ""]
+    per_bundle = [benchmark_rows(b) for b in bundles]
+    if not any(per_bundle):
+        return out + ["No benchmark results in the bundle(s).", ""]
+    for b, rows in zip(bundles, per_bundle):
+        if len(bundles) > 1:
+            out += [f"### {b['_label']}", ""]
+        if not rows:
+            out += ["No benchmark results in this bundle.", ""]
+            continue
+        if any("aggregate_name" in r for r in b.get("benchmarks", [])):
+            out += ["Repetitions ran: the median row of each benchmark is shown.", ""]
+        out += table(["name", "time", "GBps", "frac_ceiling", "TFLOPps"],
+                     [[cell(r["name"]), time_cell(r), cell(r["GBps"]), cell(r["frac_ceiling"]), cell(r["TFLOPps"])]
+                      for r in rows], "benchmarks")
+    if len(bundles) > 1:
+        base = bundles[0]["_label"]
+        maps = [{r["name"]: r for r in rows} for rows in per_bundle]
+        names = list(dict.fromkeys(r["name"] for rows in per_bundle for r in rows))
+        header = ["name"] + [f"time {cell(b['_label'])}" for b in bundles]
+        header += [f"speedup {cell(b['_label'])} vs {cell(base)}" for b in bundles[1:]]
+        rows = []
+        for n in names:
+            got = [m.get(n) for m in maps]
+            times = [time_cell(r) if r else "—" for r in got]
+            t0 = got[0] and finite(got[0]["time_ns"])
+            ratios = []
+            for r in got[1:]:
+                t = r and finite(r["time_ns"])
+                ratios.append(f"{fmt_num(t0 / t)}×" if t0 and t else "n/a")
+            rows.append([cell(n)] + times + ratios)
+        out += ["### Side by side", "",
+                f"Speedup = time in {cell(base)} / time in the other bundle (above 1: the other bundle is faster).", ""]
+        out += table(header, rows, "benchmark comparison")
+    return out
+
+
+def studies_section(bundles):
+    out = ["## Numerics studies", ""]
+    names = list(dict.fromkeys(n for b in bundles for n, rows in (b.get("studies") or {}).items() if rows))
+    if not names:
+        return out + ["No numerics studies in the bundle(s).", ""]
+    for name in names:
+        for b in bundles:
+            rows = (b.get("studies") or {}).get(name) or []
+            if not rows:
+                continue
+            out += [f"### {name}" + (f" — {b['_label']}" if len(bundles) > 1 else ""), ""]
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            out += table([cell(c) for c in cols], [[cell(r.get(c)) for c in cols] for r in rows], name)
+    return out
+
+
+def plots_section(plots_dir, report_dir):
+    if not os.path.isdir(plots_dir):
+        return ["## Plots", "", f"No plots folder at `{plots_dir}` (run scripts/plot.py first).", ""]
+    pngs = sorted(f for f in os.listdir(plots_dir) if f.endswith(".png"))
+    ordered = [f for f in PLOT_ORDER[:1] if f in pngs] + [f for f in pngs if f.startswith("bench_")]
+    ordered += [f for f in PLOT_ORDER[1:] if f in pngs] + [f for f in pngs if f not in ordered and f not in PLOT_ORDER]
+    if not ordered:
+        return ["## Plots", "", f"No PNG in `{plots_dir}` (run scripts/plot.py first).", ""]
+    out = ["## Plots", ""]
+    for f in ordered:
+        rel = os.path.relpath(os.path.join(plots_dir, f), report_dir).replace(os.sep, "/")
+        out += [f"![{f[:-4]}]({rel.replace(' ', '%20')})", ""]
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE.json", help="result bundle(s); the first one is the baseline")
+    p.add_argument("--out", metavar="REPORT.md", help="report to write (default: REPORT.md next to the first bundle)")
+    p.add_argument("--plots", metavar="DIR", help="folder with scripts/plot.py's PNGs, linked relative to the report "
+                                                 "(default: <first bundle's folder>/plots)")
+    args = p.parse_args()
+    bundles = load_bundles(args.bundles)
+    first_dir = os.path.dirname(os.path.abspath(args.bundles[0]))
+    out_path = args.out or os.path.join(first_dir, "REPORT.md")
+    if os.path.isdir(out_path):
+        raise UserError(f"{out_path}: --out is a folder; give a file name such as {os.path.join(out_path, 'REPORT.md')}")
+    plots_dir = args.plots or os.path.join(first_dir, "plots")
+
+    lines = ["# dsv3bench report", ""]
+    lines += [f"Made by `scripts/report.py` from {len(bundles)} bundle(s); "
+              f"{'the first is the baseline' if len(bundles) > 1 else 'nothing was re-run'}:", ""]
+    lines += [f"- **{cell(b['_label'])}**: `{b['_path']}`" for b in bundles] + [""]
+    for b in bundles:
+        dev = b.get("device") or {}
+        if not dev.get("present", False):
+            who = f" ({cell(b['_label'])})" if len(bundles) > 1 else ""
+            why = dev.get("reason") or ("no reason given" if "device" in b else "the bundle has no 'device' field")
+            lines += [f"> **{CPU_ONLY}.**{who} Device: {cell(why)}", ""]
+    for section in (machine_section(bundles), ceilings_section(bundles), correctness_section(bundles),
+                    benchmark_section(bundles), studies_section(bundles),
+                    plots_section(plots_dir, os.path.dirname(os.path.abspath(out_path)))):
+        lines += section
+    atomic_write(out_path, "\n".join(lines).rstrip("\n") + "\n")
+    print(out_path)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)

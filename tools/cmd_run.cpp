@@ -1,0 +1,118 @@
+// dsv3 run: the suite's main job on whatever hardware is present.
+//   ceilings -> check -> bench -> studies -> results/<date>_<device>/bundle.json -> plots + REPORT.md
+// The bundle is rewritten atomically after every phase; --resume continues an interrupted run.
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "core/bundle.hpp"
+#include "core/json_file.hpp"
+#include "core/registry.hpp"
+#include "tools/commands.hpp"
+
+namespace dsv3::cli {
+namespace {
+
+std::string utc_now(const char* fmt) {
+  const std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, fmt, std::gmtime(&t));
+  return buf;
+}
+
+std::string python() {
+  const std::filesystem::path venv = std::filesystem::path(DSV3_SOURCE_DIR) / ".venv" / "bin" / "python";
+  return std::filesystem::exists(venv) ? venv.string() : "python3";
+}
+
+int run_script(const std::string& script, const std::string& args) {
+  const std::string cmd = python() + " " + (std::filesystem::path(DSV3_SOURCE_DIR) / "scripts" / script).string() + " " + args;
+  std::cerr << "run: " << cmd << "\n";
+  return std::system(cmd.c_str());
+}
+
+}  // namespace
+
+void add_run(CLI::App& app) {
+  auto* cmd = app.add_subcommand("run", "Ceilings, check, bench and numerics studies; writes a result bundle, plots and REPORT.md");
+  auto out = std::make_shared<std::string>();
+  auto filter = std::make_shared<std::string>();
+  auto quick = std::make_shared<bool>(false);
+  auto resume = std::make_shared<bool>(false);
+  auto no_plots = std::make_shared<bool>(false);
+  auto run = std::make_shared<BenchRun>();
+  cmd->add_option("--out", *out, "Output directory (default: results/<YYYY-MM-DD>_<device>)");
+  cmd->add_option("--filter", *filter, "ECMAScript regex on '<component>/<variant>/<case>' for check and bench");
+  cmd->add_flag("--quick", *quick, "Smaller ceilings, one benchmark repetition, smaller studies");
+  cmd->add_flag("--resume", *resume, "Continue the bundle in --out: phases already completed are not re-run");
+  cmd->add_flag("--no-plots", *no_plots, "Do not call scripts/plot.py and scripts/report.py");
+  cmd->add_option("--cpu-max-bytes", run->options.cpu_max_bytes, "CPU variants skip larger perf cases")->capture_default_str();
+  cmd->footer("Exit status: 0 when every check passed or was skipped, 1 when a check failed, 2 on errors.");
+  cmd->callback([=] {
+    const std::filesystem::path dir = out->empty() ? std::filesystem::path("results") / (utc_now("%Y-%m-%d") + "_" + device_slug())
+                                                   : std::filesystem::path(*out);
+    BundleWriter bundle(dir / "bundle.json", *resume);
+    auto& doc = bundle.doc();
+    if (!bundle.done("environment")) {
+      doc["created_utc"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
+      doc["git"] = git_json();
+      doc["host"] = host_json();
+      doc["device"] = device_json();
+      doc["toolchain"] = toolchain_json();
+      doc["config"] = {{"filter", *filter}, {"out", dir.string()}, {"quick", *quick}};
+      bundle.mark_done("environment");
+    }
+    bench::Ceilings ceilings;
+    if (!bundle.done("ceilings")) {
+      ceilings = measure_ceilings(*quick);
+      doc["ceilings"] = ceilings.rows;
+      bundle.mark_done("ceilings");
+    } else {
+      for (const auto& r : doc["ceilings"]) {
+        const std::string name = r.value("name", "");
+        const double v = r.value("value", 0.0);
+        if (name == "cpu_memcpy_bandwidth") ceilings.cpu_memcpy_gbs = v;
+        if (name == "gpu_copy_bandwidth") ceilings.gpu_copy_gbs = v;
+      }
+      ceilings.rows = doc["ceilings"];
+    }
+    if (!bundle.done("check")) {
+      std::vector<CaseResult> results = run_checks(*filter, true);
+      print_check_table(results, true);
+      doc["correctness"] = nlohmann::json::array();
+      for (const auto& r : results) doc["correctness"].push_back(to_json(r));
+      bundle.mark_done("check");
+    }
+    if (!bundle.done("bench")) {
+      run->options.filter = *filter;
+      run->repetitions = *quick ? 1 : 3;
+      nlohmann::json b = run_benchmarks(ceilings, *run);
+      doc["benchmarks"] = b["benchmarks"];
+      doc["benchmark_context"] = b["context"];
+      doc["bench_validation"] = b["validation"];
+      bundle.mark_done("bench");
+    }
+    if (!bundle.done("studies")) {
+      doc["studies"] = nlohmann::json::object();
+      for (const auto& comp : Registry::instance().components()) {
+        if (!comp.study) continue;
+        std::cerr << "study: " << comp.name << "\n";
+        for (auto& [k, v] : comp.study(*quick).items()) doc["studies"][k] = v;
+      }
+      bundle.mark_done("studies");
+    }
+    std::cerr << "run: wrote " << bundle.path().string() << "\n";
+    if (!*no_plots) {
+      const std::string b = bundle.path().string();
+      if (run_script("plot.py", "'" + b + "' --out '" + (dir / "plots").string() + "'") != 0 ||
+          run_script("report.py", "'" + b + "' --out '" + (dir / "REPORT.md").string() + "' --plots plots") != 0)
+        throw std::runtime_error("plotting/report failed (install scripts/requirements.txt; see README) - the bundle is complete");
+    }
+    for (const auto& r : doc["correctness"])
+      if (r.value("status", "") == "fail") throw Exit{1};
+  });
+}
+
+}  // namespace dsv3::cli

@@ -1,0 +1,50 @@
+// `dsv3` subcommands. Each add_*() declares its options on the CLI11 app and its callback.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "benches/harness.hpp"
+#include "core/checker.hpp"
+
+namespace dsv3::cli {
+
+// Thrown by a command to end the program with `code` (e.g. 1 when a check failed).
+struct Exit {
+  int code;
+};
+
+void add_list(CLI::App& app);
+void add_check(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_run(CLI::App& app);
+void add_model(CLI::App& app);
+
+// Shared by check and run: runs every eval case of every matching variant (the "ref" variant is
+// the comparison baseline and is not checked against itself). `filter` is an ECMAScript regex
+// on "<component>/<variant>/<case>". Prints a progress line every few seconds when `progress`.
+std::vector<CaseResult> run_checks(const std::string& filter, bool progress);
+void print_check_table(const std::vector<CaseResult>& results, bool failures_only);
+
+// Shared by bench and run: runs Google Benchmark over the registered perf cases and returns its
+// JSON document ({"context", "benchmarks"}); skipped rows are appended with "skipped": reason.
+struct BenchRun {
+  bench::Options options;
+  int repetitions = 3;
+  double min_time = 0.0;  // seconds per benchmark; 0 = Google Benchmark's default
+  std::vector<std::string> extra_args;
+};
+nlohmann::json run_benchmarks(const bench::Ceilings& ceilings, const BenchRun& run);
+bench::Ceilings measure_ceilings(bool quick);
+
+// Environment descriptors for the bundle (tools/environment.cpp).
+nlohmann::json host_json();
+nlohmann::json device_json();
+nlohmann::json toolchain_json();
+nlohmann::json git_json();
+std::string device_slug();  // "nvidia-h100-80gb-hbm3" or "cpu-only"
+
+}  // namespace dsv3::cli
