@@ -139,7 +139,7 @@ def check_bundle(b, path):
         f = f"benchmarks[{i}]"
         c.obj(row, f)
         c.str_(row, "name", f)
-        c.num(row, "real_time", f, required=not row.get("error_occurred"))
+        c.num(row, "real_time", f, required=not (row.get("error_occurred") or row.get("skipped")))
         if "time_unit" in row and row["time_unit"] not in TIME_UNIT_NS:
             c.fail(f"{f}.time_unit", f"expected one of {'/'.join(TIME_UNIT_NS)}, got {row['time_unit']!r}")
         for key in ("GBps", "frac_ceiling", "TFLOPps"):
@@ -217,7 +217,7 @@ def benchmark_rows(bundle):
         parts = name.split("/", 2)
         unit = r.get("time_unit", "ns")
         time = r.get("real_time")
-        err = r.get("error_message") or ("error" if r.get("error_occurred") else None)
+        err = r.get("error_message") or (r.get("skipped") if isinstance(r.get("skipped"), str) else None) or ("error" if r.get("error_occurred") else None)
         if r.get("error_occurred") or r.get("skipped"):
             time = None
             err = err or "skipped"

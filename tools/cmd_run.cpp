@@ -99,7 +99,8 @@ void add_run(CLI::App& app) {
       for (const auto& comp : Registry::instance().components()) {
         if (!comp.study) continue;
         std::cerr << "study: " << comp.name << "\n";
-        for (auto& [k, v] : comp.study(*quick).items()) doc["studies"][k] = v;
+        const nlohmann::json rows = comp.study(*quick);
+        for (auto& [k, v] : rows.items()) doc["studies"][k] = v;
       }
       bundle.mark_done("studies");
     }
