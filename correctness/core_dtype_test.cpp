@@ -36,9 +36,13 @@ TEST(Dtype, E5M2FormatConstants) {
 TEST(Dtype, EveryFp8CodeRoundTrips) {
   for (int c = 0; c < 256; ++c) {
     const float v4 = e4m3_to_f32(static_cast<uint8_t>(c));
-    if (!std::isnan(v4)) EXPECT_EQ(f32_to_e4m3(v4, Saturation::none), c) << "e4m3 code " << c;
+    if (!std::isnan(v4)) {
+      EXPECT_EQ(f32_to_e4m3(v4, Saturation::none), c) << "e4m3 code " << c;
+    }
     const float v5 = e5m2_to_f32(static_cast<uint8_t>(c));
-    if (!std::isnan(v5)) EXPECT_EQ(f32_to_e5m2(v5, Saturation::none), c) << "e5m2 code " << c;
+    if (!std::isnan(v5)) {
+      EXPECT_EQ(f32_to_e5m2(v5, Saturation::none), c) << "e5m2 code " << c;
+    }
   }
 }
 
@@ -75,7 +79,9 @@ TEST(Dtype, Bf16RoundsToNearestEven) {
   EXPECT_EQ(f32_to_bf16(-kNaN), 0xffc0);
   for (uint32_t c = 0; c < 0x10000; c += 7) {
     const float v = bf16_to_f32(static_cast<uint16_t>(c));
-    if (!std::isnan(v)) EXPECT_EQ(f32_to_bf16(v), c);
+    if (!std::isnan(v)) {
+      EXPECT_EQ(f32_to_bf16(v), c);
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 // Files are written under testing::TempDir()/dsv3_core_io; datasets are found via datasets_dir().
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <functional>

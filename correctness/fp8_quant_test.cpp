@@ -207,10 +207,11 @@ TEST(LogFmt, EncodesToTheNearestLevelInLinearSpace) {
           const uint32_t code = out[0].span<uint16_t>()[r * p.k + c];
           const int mag = static_cast<int>(code & (sign_bit - 1));
           const double chosen = std::fabs(a - fp8math::logfmt_decode_mag(g, static_cast<uint32_t>(mag)));
-          for (int other : {mag - 1, mag + 1})
-            if (other >= 0 && other <= levels)
-              ASSERT_LE(chosen, std::fabs(a - fp8math::logfmt_decode_mag(g, static_cast<uint32_t>(other))))
-                  << "bits " << bits << " value " << a << " code " << mag;
+          for (int other : {mag - 1, mag + 1}) {
+            if (other < 0 || other > levels) continue;
+            ASSERT_LE(chosen, std::fabs(a - fp8math::logfmt_decode_mag(g, static_cast<uint32_t>(other))))
+                << "bits " << bits << " value " << a << " code " << mag;
+          }
           ++encoded;
         }
       }
