@@ -8,6 +8,7 @@
 //    results are compared as NaN-ness: ml_dtypes keeps the NaN's sign, CUDA's cvt does not.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <vector>
@@ -101,10 +102,10 @@ const Codec kCodecs[] = {
     {"f16", [](float x) -> uint32_t { return f32_to_f16(x); }, [](uint32_t c) { return f16_to_f32(static_cast<uint16_t>(c)); }},
 };
 
-class MlDtypes : public testing::TestWithParam<Codec> {};
+class MlDtypes : public testing::TestWithParam<std::string> {};
 
 TEST_P(MlDtypes, DecodeAndEncodeAgree) {
-  const Codec codec = GetParam();
+  const Codec codec = *std::find_if(std::begin(kCodecs), std::end(kCodecs), [](const Codec& c) { return c.name == GetParam(); });
   const auto path = datasets_dir() / "golden" / "fp8_codecs_ml_dtypes.json";
   const nlohmann::json golden = load_json_file(path);
   const auto& fmt = golden.at("formats").at(codec.name);
@@ -127,8 +128,8 @@ TEST_P(MlDtypes, DecodeAndEncodeAgree) {
   EXPECT_GT(checked, 256) << "golden file has too few entries for " << codec.name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, MlDtypes, testing::ValuesIn(kCodecs),
-                         [](const testing::TestParamInfo<Codec>& i) { return std::string(i.param.name); });
+INSTANTIATE_TEST_SUITE_P(Golden, MlDtypes, testing::Values("e4m3", "e5m2", "bf16", "f16"),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace
 }  // namespace dsv3
