@@ -84,4 +84,22 @@ void require_tensor(const Tensor& t, DType dtype, const Shape& shape, const std:
   }
 }
 
+std::vector<Tensor> allocate(const std::vector<TensorSpec>& specs) {
+  std::vector<Tensor> out;
+  out.reserve(specs.size());
+  for (const auto& s : specs) out.emplace_back(s.name, s.dtype, s.shape);
+  return out;
+}
+
+void require_tensors(const std::vector<Tensor>& ts, const std::vector<TensorSpec>& specs, const std::string& what) {
+  if (ts.size() != specs.size())
+    throw ShapeError(what + ": expected " + std::to_string(specs.size()) + " tensors, got " + std::to_string(ts.size()));
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    if (ts[i].name() != specs[i].name)
+      throw ShapeError(what + ": tensor " + std::to_string(i) + " should be '" + specs[i].name + "', got '" +
+                       ts[i].name() + "'");
+    require_tensor(ts[i], specs[i].dtype, specs[i].shape, what + " '" + specs[i].name + "'");
+  }
+}
+
 }  // namespace dsv3

@@ -73,6 +73,16 @@ class Tensor {
 // Throws ShapeError "<what>: expected <dtype> [a, b], got <dtype> [c, d]" on mismatch.
 void require_tensor(const Tensor& t, DType dtype, const Shape& shape, const std::string& what);
 
+// Name, dtype and shape of a tensor a case consumes or produces (no storage).
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  Shape shape;
+};
+std::vector<Tensor> allocate(const std::vector<TensorSpec>& specs);
+// Checks count, names, dtypes and shapes; throws ShapeError naming `what`, the tensor, and both shapes.
+void require_tensors(const std::vector<Tensor>& ts, const std::vector<TensorSpec>& specs, const std::string& what);
+
 // Non-owning view of a contiguous tensor (for passing into kernels and codecs).
 struct TensorView {
   DType dtype;

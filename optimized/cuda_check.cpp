@@ -14,7 +14,11 @@ void cuda_check(int code, const char* expr, const char* file, int line) {
 }
 
 DeviceBuffer::DeviceBuffer(std::size_t bytes, std::string name) : bytes_(bytes), name_(std::move(name)) {
-  DSV3_CUDA_CHECK(cudaMalloc(&base_, bytes_ + 2 * kGuardBytes));
+  if (const cudaError_t e = cudaMalloc(&base_, bytes_ + 2 * kGuardBytes); e != cudaSuccess) {
+    base_ = nullptr;
+    throw CudaError("cudaMalloc of " + std::to_string(bytes_) + " bytes for device buffer '" + name_ +
+                    "' failed: " + cudaGetErrorString(e) + " (error " + std::to_string(static_cast<int>(e)) + ")");
+  }
   auto* b = static_cast<unsigned char*>(base_);
   try {
     DSV3_CUDA_CHECK(cudaMemset(b, kGuardByte, kGuardBytes));

@@ -6,9 +6,11 @@
 // __fmul_rn, never contracted); the element casts are the hardware cvt.rn.satfinite
 // (cuda_fp8.h), bf16 outputs cvt.rn.bf16; tile amax is max.NaN.f32 (a NaN anywhere makes the
 // tile amax NaN, like fp8math::amax_combine; inputs are |x| >= 0, so max order is irrelevant).
-// Padding lanes contribute 0 to amax (which never changes it) and store nothing.
+// Padding lanes contribute 0 to amax (which never changes it) and store nothing. Subnormals
+// matter: never build this file with --use_fast_math or -ftz=true.
 //
-// Kernels (256 threads per block; measured effect: not yet run on a GPU):
+// Kernels (256 threads per block; measured effect: not yet run on a GPU; ptxas sm_90a: no
+// spills, quant_1x128_vec 40 registers under __launch_bounds__(256, 6)):
 //   quant_1x128_vec      K % 8 == 0. A half-warp owns a 1x128 tile, each lane one 16-byte load
 //                        (8 bf16); kUnroll tiles loaded before reducing (32 B in flight per
 //                        thread); 4-step shuffle max; 8 codes as one 8-byte store; grid-stride
@@ -17,7 +19,7 @@
 //   quant_128x128_vec    K % 8 == 0: a block per 128x128 block, each thread 8 rows x 8 columns
 //                        in registers (8 16-byte loads), warp + shared-memory amax, then quantize.
 //   quant_128x128_scalar any K: as above with scalar loads, reading the block twice.
-//   dequant_vec          K % 8 == 0: 8 codes (8 B) -> 8 bf16 (16 B) per thread-step, kUnroll steps.
+//   dequant_vec          K % 8 == 0: 8 codes (8 B) -> 8 bf16 (16 B) per thread-step, 4 steps in flight.
 //   dequant_scalar       any K: one element per thread-step.
 //   retile               a block per 128 tokens x 64 channels: dequantized into shared memory
 //                        [channel][token], then a warp per channel: amax over the 128 tokens,
@@ -26,7 +28,10 @@
 //   logfmt_encode        a warp per 128-group: amax/amin/non-finite by shuffles, then
 //                        fp8math::logfmt_group / logfmt_encode_mag per element.
 //   logfmt_decode        a warp per 128-group: fp8math::logfmt_decode_mag per element.
-// Limits (unsupported_reason): M*K < 2^31 (32-bit element indices), Mb <= 65535 (grid.y).
+// The vector paths also need aligned pointers (16 B bf16, 8 B codes; 4 B for retile), which
+// cudaMalloc's are; otherwise the scalar path runs.
+// Grid-stride kernels launch at most one wave of resident blocks (occupancy queried once per
+// kernel). Limits (unsupported_reason): M*K < 2^31 (32-bit element indices), Mb <= 65535 (grid.y).
 #include "optimized/fp8_quant.cuh"
 
 #include <cuda_bf16.h>
@@ -34,6 +39,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -469,9 +475,10 @@ __global__ void __launch_bounds__(kThreads) logfmt_decode_kernel(const uint16_t*
 
 // ---- launch helpers ---------------------------------------------------------------------------
 
-// Launches a grid-stride kernel with enough blocks for `work` items at `per_block` items per
-// block, at most one full wave of resident blocks (queried once per kernel): a second, partial
-// wave would leave SMs idle while it runs.
+// Launches a grid-stride kernel for `work` items at `per_block` items per block-iteration: at
+// most one wave of resident blocks (queried once per kernel; a second, partial wave would leave
+// SMs idle), and as many blocks as spread the iterations evenly (no near-empty last pass, which
+// would run latency-bound).
 template <auto Kernel, class... Args>
 void launch_strided(uint64_t work, uint64_t per_block, const LaunchCfg& cfg, cudaStream_t stream, Args... args) {
   static const int per_sm = [] {
@@ -479,9 +486,10 @@ void launch_strided(uint64_t work, uint64_t per_block, const LaunchCfg& cfg, cud
     DSV3_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, Kernel, kThreads, 0));
     return b < 1 ? 1 : b;
   }();
-  const uint64_t want = (work + per_block - 1) / per_block;
+  const uint64_t want = std::max<uint64_t>(1, (work + per_block - 1) / per_block);  // block-iterations
   const uint64_t cap = static_cast<uint64_t>(cfg.sms) * static_cast<uint64_t>(per_sm);
-  const auto grid = static_cast<unsigned>(want < 1 ? 1 : (want < cap ? want : cap));
+  const uint64_t iterations = (want + cap - 1) / cap;
+  const auto grid = static_cast<unsigned>((want + iterations - 1) / iterations);
   Kernel<<<grid, kThreads, 0, stream>>>(args...);
 }
 
@@ -499,8 +507,12 @@ void dispatch(const Params& p, F&& f) {
 }
 
 void check_launch(const Params& p) {
-  if (const std::string why = unsupported_reason(p); !why.empty()) throw std::invalid_argument(why);
+  if (std::string why = unsupported_reason(p); !why.empty()) throw std::invalid_argument(why);
 }
+
+// The vector paths need whole 16-byte (bf16) / 8-byte (code) accesses: K % 8 == 0 and aligned
+// pointers (cudaMalloc's are; a caller's offset pointer may not be, and then takes the scalar path).
+bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
 
 }  // namespace
 
@@ -513,11 +525,12 @@ LaunchCfg query_launch_cfg() {
 }
 
 std::string unsupported_reason(const Params& p) {
-  const std::string what = "fp8 " + std::string(op_name(p.op)) + " on the GPU: ";
-  if (p.m < 1 || p.k < 1) return what + "m and k must be >= 1";
-  if (p.m * p.k >= (int64_t{1} << 31))
-    return what + "m*k = " + std::to_string(p.m * p.k) + " >= 2^31 elements (the kernels index with 32 bits)";
-  if (tiles(p.m) > 65535) return what + "ceil(m/128) = " + std::to_string(tiles(p.m)) + " > 65535 (grid.y limit)";
+  auto what = [&] { return "fp8 " + std::string(op_name(p.op)) + " on the GPU: "; };
+  if (p.m < 1 || p.k < 1) return what() + "m and k must be >= 1";
+  if (p.m >= (int64_t{1} << 31) || p.k >= (int64_t{1} << 31) || p.m * p.k >= (int64_t{1} << 31))
+    return what() + "m*k = " + std::to_string(p.m) + "*" + std::to_string(p.k) +
+           " >= 2^31 elements (the kernels index with 32 bits)";
+  if (tiles(p.m) > 65535) return what() + "ceil(m/128) = " + std::to_string(tiles(p.m)) + " > 65535 (grid.y limit)";
   return {};
 }
 
@@ -530,7 +543,7 @@ void quant_1x128(const uint16_t* x, uint8_t* codes, float* scales, const Params&
   dispatch(p, [&](auto e, auto div) {
     constexpr Elem E = decltype(e)::value;
     constexpr bool D = decltype(div)::value;
-    if (d.k % 8 == 0)
+    if (d.k % 8 == 0 && aligned(x, 16) && aligned(codes, 8))
       launch_strided<quant_1x128_vec<E, D>>(units, (kThreads / 16) * kUnroll, cfg, stream, x, codes, scales, d, q);
     else
       launch_strided<quant_1x128_scalar<E, D>>(units, kThreads / 32, cfg, stream, x, codes, scales, d, q);
@@ -545,7 +558,7 @@ void quant_128x128(const uint16_t* w, uint8_t* codes, float* scales, const Param
   const QArgs q = qargs_of(p);
   const dim3 grid(d.kb, d.mb);
   dispatch(p, [&](auto e, auto div) {
-    if (d.k % 8 == 0)
+    if (d.k % 8 == 0 && aligned(w, 16) && aligned(codes, 8))
       quant_128x128_vec<decltype(e)::value, decltype(div)::value><<<grid, kThreads, 0, stream>>>(w, codes, scales, d, q);
     else
       quant_128x128_scalar<decltype(e)::value, decltype(div)::value><<<grid, kThreads, 0, stream>>>(w, codes, scales, d, q);
@@ -561,7 +574,7 @@ void dequant(const uint8_t* codes, const float* scales, uint16_t* y, const Param
                                 std::string(op_name(p.op)));
   const Dims d = dims_of(p);
   const bool block = p.op == Op::dequant_128x128;
-  const bool vec = d.k % 8 == 0;
+  const bool vec = d.k % 8 == 0 && aligned(codes, 8) && aligned(y, 16);
   const uint64_t n = static_cast<uint64_t>(d.m) * d.k;
   auto go = [&](auto e, auto blk) {
     constexpr Elem E = decltype(e)::value;
@@ -591,7 +604,7 @@ void retile_1x128_to_128x1(const uint8_t* codes, const float* scales, uint8_t* c
   dispatch(p, [&](auto e, auto div) {
     constexpr Elem E = decltype(e)::value;
     constexpr bool D = decltype(div)::value;
-    if (d.k % 4 == 0) retile<E, D, 4><<<grid, kThreads, 0, stream>>>(codes, scales, codes_t, scales_t, d, q);
+    if (d.k % 4 == 0 && aligned(codes, 4)) retile<E, D, 4><<<grid, kThreads, 0, stream>>>(codes, scales, codes_t, scales_t, d, q);
     else retile<E, D, 1><<<grid, kThreads, 0, stream>>>(codes, scales, codes_t, scales_t, d, q);
   });
   DSV3_CUDA_CHECK(cudaGetLastError());
@@ -616,88 +629,3 @@ void logfmt_decode(const uint16_t* codes, const float* meta, const uint8_t* fall
 }
 
 }  // namespace dsv3::fp8::gpu
-
-// ---- the "cuda" variant -----------------------------------------------------------------------
-
-namespace dsv3::fp8 {
-namespace {
-
-// Device copies of a case's tensors; run() only enqueues kernels on stream 0.
-class CudaRunner final : public Runner {
- public:
-  CudaRunner(const Params& p, Io& io) : p_(p), io_(io) {
-    p_.validate();
-    if (const std::string why = gpu::unsupported_reason(p_); !why.empty()) throw std::invalid_argument(why);
-    check_io(p_, io_, "fp8_quant/cuda");
-    cfg_ = gpu::query_launch_cfg();
-    for (const Tensor& t : io_.in) {
-      in_.emplace_back(t.nbytes(), "input " + t.name());
-      in_.back().upload(t.raw(), t.nbytes());
-    }
-    for (const Tensor& t : io_.out) {  // NaN in every float format (0x7f is the fp8 NaN code)
-      out_.emplace_back(t.nbytes(), "output " + t.name());
-      out_.back().poison(t.dtype() == DType::e4m3 || t.dtype() == DType::e5m2 ? 0x7f : 0xff);
-    }
-  }
-
-  void run() override {
-    switch (p_.op) {
-      case Op::quant_1x128:
-        gpu::quant_1x128(in_[0].as<uint16_t>(), out_[0].as<uint8_t>(), out_[1].as<float>(), p_, cfg_, 0);
-        break;
-      case Op::quant_128x128:
-        gpu::quant_128x128(in_[0].as<uint16_t>(), out_[0].as<uint8_t>(), out_[1].as<float>(), p_, cfg_, 0);
-        break;
-      case Op::dequant_1x128:
-      case Op::dequant_128x128:
-        gpu::dequant(in_[0].as<uint8_t>(), in_[1].as<float>(), out_[0].as<uint16_t>(), p_, cfg_, 0);
-        break;
-      case Op::retile_1x128_to_128x1:
-        gpu::retile_1x128_to_128x1(in_[0].as<uint8_t>(), in_[1].as<float>(), out_[0].as<uint8_t>(),
-                                   out_[1].as<float>(), p_, cfg_, 0);
-        break;
-      case Op::logfmt:
-        gpu::logfmt_encode(in_[0].as<uint16_t>(), out_[0].as<uint16_t>(), out_[1].as<float>(),
-                           out_[2].as<uint8_t>(), p_, cfg_, 0);
-        gpu::logfmt_decode(out_[0].as<uint16_t>(), out_[1].as<float>(), out_[2].as<uint8_t>(),
-                           out_[3].as<uint16_t>(), p_, cfg_, 0);
-        break;
-    }
-  }
-
-  void fetch() override {
-    DSV3_CUDA_CHECK(cudaDeviceSynchronize());
-    DSV3_CUDA_CHECK(cudaGetLastError());
-    for (std::size_t i = 0; i < out_.size(); ++i) out_[i].download(io_.out[i].raw(), io_.out[i].nbytes());
-    for (const DeviceBuffer& b : in_) b.check_canaries();
-    for (const DeviceBuffer& b : out_) b.check_canaries();
-  }
-
- private:
-  Params p_;
-  Io& io_;
-  gpu::LaunchCfg cfg_;
-  std::vector<DeviceBuffer> in_, out_;
-};
-
-}  // namespace
-}  // namespace dsv3::fp8
-
-void dsv3_register_fp8_quant_cuda() {
-  using namespace dsv3;
-  using namespace dsv3::fp8;
-  Variant v;
-  v.component = "fp8_quant";
-  v.name = "cuda";
-  v.description = "CUDA kernels: warp-shuffle tile amax, hardware cvt.rn.satfinite casts (optimized/fp8_quant.cu)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) { return gpu::unsupported_reason(c.as<Params>()); };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> {
-    return std::make_unique<CudaRunner>(c.as<Params>(), io);
-  };
-  v.tolerances["*"] = Tolerance::bit_exact(
-      "the CUDA kernels use the same scale math (core/fp8_math.hpp, no contraction) and RNE satfinite "
-      "casts; codes and scales must be identical");
-  Registry::instance().add(std::move(v));
-  Registry::instance().add(cpu_cudafp8_variant());
-}

@@ -2,7 +2,7 @@
 //
 // Shape symbols as in fp8_quant.hpp: M rows, K columns, Kb = ceil(K/128), Mb = ceil(M/128).
 // Every pointer is a device pointer to a contiguous row-major tensor with the dtype and shape
-// the reference declares; launches are asynchronous on `stream`, with no allocation and no
+// the reference declares (cudaMalloc alignment gives the fast paths); launches are asynchronous on `stream`, with no allocation and no
 // synchronization. Results equal the CPU reference bit for bit (same scale math through
 // core/fp8_math.hpp, hardware RNE satfinite casts for the elements).
 //
@@ -47,8 +47,8 @@ void logfmt_decode(const uint16_t* codes, const float* meta, const uint8_t* fall
 
 }  // namespace gpu
 
-// Checks io's tensors against the names, dtypes and shapes the case declares; throws
-// std::invalid_argument (ShapeError) naming the variant and the first mismatch.
+// Checks io's tensors against input_specs / output_specs (names, dtypes, shapes); throws
+// ShapeError (a std::invalid_argument) naming the variant, the op and the first mismatch.
 void check_io(const Params& p, const Io& io, const std::string& variant);
 
 // The "cpu_cudafp8" variant (reference/cudahost/fp8_quant_cudafp8.cpp).

@@ -92,7 +92,9 @@ void logfmt_decode(const Tensor& codes, const Tensor& meta, const Tensor& fallba
                    const Params& p);
 
 // Tensors a case consumes and produces (names, dtypes, shapes), and the seeded inputs.
-std::vector<Tensor> make_outputs(const Params& p);
+std::vector<TensorSpec> input_specs(const Params& p);
+std::vector<TensorSpec> output_specs(const Params& p);
+std::vector<Tensor> make_outputs(const Params& p);  // allocate(output_specs(p))
 std::vector<Tensor> make_inputs(const Params& p);
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
 double bytes_moved(const Params& p);

@@ -71,19 +71,32 @@ void Params::validate() const {
   if (!(scale > 0)) throw std::invalid_argument("fp8: distribution scale must be > 0");
 }
 
-std::vector<Tensor> make_outputs(const Params& p) {
+std::vector<TensorSpec> input_specs(const Params& p) {
   const DType cd = elem_dtype(p.elem);
   switch (p.op) {
-    case Op::quant_1x128: return {Tensor("codes", cd, {p.m, p.k}), Tensor("scales", DType::f32, {p.m, tiles(p.k)})};
-    case Op::quant_128x128: return {Tensor("codes", cd, {p.m, p.k}), Tensor("scales", DType::f32, {tiles(p.m), tiles(p.k)})};
-    case Op::dequant_1x128: case Op::dequant_128x128: return {Tensor("y", DType::bf16, {p.m, p.k})};
-    case Op::retile_1x128_to_128x1: return {Tensor("codes_t", cd, {p.k, p.m}), Tensor("scales_t", DType::f32, {p.k, tiles(p.m)})};
-    case Op::logfmt:
-      return {Tensor("codes", DType::u16, {p.m, p.k}), Tensor("meta", DType::f32, {p.m, tiles(p.k), 2}),
-              Tensor("fallback", DType::u8, {p.m, tiles(p.k)}), Tensor("y", DType::bf16, {p.m, p.k})};
+    case Op::quant_1x128: case Op::quant_128x128: case Op::logfmt: return {{"x", DType::bf16, {p.m, p.k}}};
+    case Op::dequant_128x128: return {{"codes", cd, {p.m, p.k}}, {"scales", DType::f32, {tiles(p.m), tiles(p.k)}}};
+    case Op::dequant_1x128: case Op::retile_1x128_to_128x1:
+      return {{"codes", cd, {p.m, p.k}}, {"scales", DType::f32, {p.m, tiles(p.k)}}};
   }
-  throw std::logic_error("make_outputs: unknown op");
+  throw std::logic_error("input_specs: unknown op");
 }
+
+std::vector<TensorSpec> output_specs(const Params& p) {
+  const DType cd = elem_dtype(p.elem);
+  switch (p.op) {
+    case Op::quant_1x128: return {{"codes", cd, {p.m, p.k}}, {"scales", DType::f32, {p.m, tiles(p.k)}}};
+    case Op::quant_128x128: return {{"codes", cd, {p.m, p.k}}, {"scales", DType::f32, {tiles(p.m), tiles(p.k)}}};
+    case Op::dequant_1x128: case Op::dequant_128x128: return {{"y", DType::bf16, {p.m, p.k}}};
+    case Op::retile_1x128_to_128x1: return {{"codes_t", cd, {p.k, p.m}}, {"scales_t", DType::f32, {p.k, tiles(p.m)}}};
+    case Op::logfmt:
+      return {{"codes", DType::u16, {p.m, p.k}}, {"meta", DType::f32, {p.m, tiles(p.k), 2}},
+              {"fallback", DType::u8, {p.m, tiles(p.k)}}, {"y", DType::bf16, {p.m, p.k}}};
+  }
+  throw std::logic_error("output_specs: unknown op");
+}
+
+std::vector<Tensor> make_outputs(const Params& p) { return allocate(output_specs(p)); }
 
 std::vector<Tensor> make_inputs(const Params& p) {
   p.validate();
@@ -100,6 +113,9 @@ std::vector<Tensor> make_inputs(const Params& p) {
 }
 
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
+  p.validate();
+  require_tensors(in, input_specs(p), "fp8_quant/ref " + std::string(op_name(p.op)) + " inputs");
+  require_tensors(out, output_specs(p), "fp8_quant/ref " + std::string(op_name(p.op)) + " outputs");
   switch (p.op) {
     case Op::quant_1x128: quant_1x128(in.at(0), out.at(0), out.at(1), p); break;
     case Op::quant_128x128: quant_128x128(in.at(0), out.at(0), out.at(1), p); break;

@@ -112,41 +112,9 @@ class CudaFp8CpuRunner final : public Runner {
 }  // namespace
 
 void check_io(const Params& p, const Io& io, const std::string& variant) {
-  struct Spec {
-    const char* name;
-    DType dtype;
-    Shape shape;
-  };
-  const DType cd = elem_dtype(p.elem);
-  const Shape mk{p.m, p.k}, row_tiles{p.m, tiles(p.k)}, blocks{tiles(p.m), tiles(p.k)};
-  std::vector<Spec> in, out;
-  switch (p.op) {
-    case Op::quant_1x128: in = {{"x", DType::bf16, mk}}; out = {{"codes", cd, mk}, {"scales", DType::f32, row_tiles}}; break;
-    case Op::quant_128x128: in = {{"x", DType::bf16, mk}}; out = {{"codes", cd, mk}, {"scales", DType::f32, blocks}}; break;
-    case Op::dequant_1x128: in = {{"codes", cd, mk}, {"scales", DType::f32, row_tiles}}; out = {{"y", DType::bf16, mk}}; break;
-    case Op::dequant_128x128: in = {{"codes", cd, mk}, {"scales", DType::f32, blocks}}; out = {{"y", DType::bf16, mk}}; break;
-    case Op::retile_1x128_to_128x1:
-      in = {{"codes", cd, mk}, {"scales", DType::f32, row_tiles}};
-      out = {{"codes_t", cd, {p.k, p.m}}, {"scales_t", DType::f32, {p.k, tiles(p.m)}}};
-      break;
-    case Op::logfmt:
-      in = {{"x", DType::bf16, mk}};
-      out = {{"codes", DType::u16, mk}, {"meta", DType::f32, {p.m, tiles(p.k), 2}}, {"fallback", DType::u8, row_tiles},
-             {"y", DType::bf16, mk}};
-      break;
-  }
-  auto check = [&](const std::vector<Tensor>& ts, const std::vector<Spec>& specs, const std::string& dir) {
-    if (ts.size() != specs.size())
-      throw std::invalid_argument(variant + ": " + p.to_string() + " takes " + std::to_string(specs.size()) + " " + dir +
-                                  " tensors, got " + std::to_string(ts.size()));
-    for (std::size_t i = 0; i < specs.size(); ++i) {
-      const std::string what = variant + " " + dir + " '" + specs[i].name + "'";
-      if (ts[i].name() != specs[i].name) throw std::invalid_argument(what + ": got a tensor named '" + ts[i].name() + "'");
-      require_tensor(ts[i], specs[i].dtype, specs[i].shape, what);
-    }
-  };
-  check(io.in, in, "input");
-  check(io.out, out, "output");
+  const std::string what = variant + " " + std::string(op_name(p.op));
+  require_tensors(io.in, input_specs(p), what + " inputs");
+  require_tensors(io.out, output_specs(p), what + " outputs");
 }
 
 Variant cpu_cudafp8_variant() {
