@@ -13,6 +13,8 @@
 namespace dsv3::cli {
 
 bench::Ceilings measure_ceilings(bool quick) {
+  // Load every perf case list first: a malformed shapes file should fail before minutes of measuring.
+  for (const auto& comp : Registry::instance().components()) comp.perf_cases();
   bench::Ceilings c;
   std::cerr << "ceilings: CPU memcpy and Eigen GEMM...\n";
   bench::measure_cpu_ceilings(c, quick);
