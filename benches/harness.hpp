@@ -2,8 +2,9 @@
 //
 // For every (component, perf case, variant) it registers a benchmark named
 // "<component>/<variant>/<case>", validates the variant once against the reference before
-// timing (skipped with --no-validate), times run() with manual time (CUDA events for CUDA
-// variants, steady_clock for CPU variants) and reports counters:
+// timing (skipped with --no-validate), times run() with manual time (CUDA variants: one warm-up
+// call, then CUDA events around 10 back-to-back calls per iteration, the mean per call; CPU
+// variants: steady_clock around one call) and reports counters:
 //   GBps          component bytes() / time, 1e9 B/s (fewest bytes: inputs read once, outputs written once)
 //   TFLOPps       component flops() / time (when flops() > 0)
 //   frac_ceiling  GBps / measured copy ceiling (device copy for CUDA, memcpy for CPU)

@@ -20,32 +20,16 @@ const std::set<std::string> kFields{"id",       "name",         "vendor",     "a
 
 // Strict positive integer (7168.0 and "7168" are rejected).
 int64_t positive_int(const json& j, const std::string& f, const std::string& where) {
-  const json v = json_field<json>(j, f, where);
-  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX))
-    throw InputError(where + ": field '" + f + "' must be an integer, got " + v.dump() + " (" + v.type_name() + ")");
-  if (v.get<int64_t>() <= 0) throw InputError(where + ": field '" + f + "' must be positive, got " + v.dump());
-  return v.get<int64_t>();
+  const int64_t v = json_int(j, f, where);
+  if (v <= 0) throw InputError(where + ": field '" + f + "' must be positive, got " + std::to_string(v));
+  return v;
 }
 
 double positive_number(const json& j, const std::string& f, const std::string& where) {
-  const json v = json_field<json>(j, f, where);
-  if (!v.is_number())
-    throw InputError(where + ": field '" + f + "' must be a number, got " + v.dump() + " (" + v.type_name() + ")");
-  const double d = v.get<double>();
+  const double d = json_real(j, f, where);
   if (!(d > 0) || !std::isfinite(d))
-    throw InputError(where + ": field '" + f + "' must be positive, got " + v.dump());
+    throw InputError(where + ": field '" + f + "' must be positive, got " + json(d).dump());
   return d;
-}
-
-std::vector<std::string> list_ids(const std::filesystem::path& dir) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec))
-    throw InputError(dir.string() + ": directory does not exist (is DSV3_DATA_DIR right?)");
-  std::vector<std::string> ids;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.is_regular_file() && e.path().extension() == ".json") ids.push_back(e.path().stem().string());
-  std::sort(ids.begin(), ids.end());
-  return ids;
 }
 
 }  // namespace
@@ -77,17 +61,11 @@ HardwareProfile load_hardware_profile(const std::filesystem::path& path) {
   h.nic_gbps = positive_number(j, "nic_gbps", w);
   h.nics_per_gpu = positive_number(j, "nics_per_gpu", w);
 
-  if (j.contains("sources")) {
-    const json& s = j.at("sources");
-    if (!s.is_object())
-      throw InputError(w + ": field 'sources' must be an object, got " + std::string(s.type_name()));
-    for (const auto& [k, v] : s.items())
-      if (v.is_string()) h.sources[k] = v.get<std::string>();  // non-string values are ignored
-  }
+  h.sources = json_sources(j, w);
   return h;
 }
 
-std::vector<std::string> list_hardware() { return list_ids(datasets_dir() / "hardware"); }
+std::vector<std::string> list_hardware() { return list_json_stems(datasets_dir() / "hardware"); }
 
 HardwareProfile find_hardware(const std::string& id) {
   const auto dir = datasets_dir() / "hardware";
@@ -95,7 +73,7 @@ HardwareProfile find_hardware(const std::string& id) {
   std::error_code ec;
   if (id.empty() || id.find('/') != std::string::npos || !std::filesystem::is_regular_file(path, ec)) {
     std::string avail;
-    for (const auto& x : list_ids(dir)) avail += (avail.empty() ? "" : ", ") + x;
+    for (const auto& x : list_json_stems(dir)) avail += (avail.empty() ? "" : ", ") + x;
     throw InputError(path.string() + ": no hardware profile '" + id + "'; available: " +
                      (avail.empty() ? "(none)" : avail));
   }

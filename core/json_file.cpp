@@ -1,5 +1,7 @@
 #include "core/json_file.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -17,6 +19,41 @@ nlohmann::json load_json_file(const std::filesystem::path& path) {
   } catch (const nlohmann::json::parse_error& e) {
     throw InputError(path.string() + ": malformed JSON at byte " + std::to_string(e.byte) + ": " + e.what());
   }
+}
+
+int64_t json_int(const nlohmann::json& obj, const std::string& f, const std::string& where) {
+  const nlohmann::json v = json_field<nlohmann::json>(obj, f, where);
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX))
+    throw InputError(where + ": field '" + f + "' must be an integer, got " + v.dump() + " (" + v.type_name() + ")");
+  return v.get<int64_t>();
+}
+
+double json_real(const nlohmann::json& obj, const std::string& f, const std::string& where) {
+  const nlohmann::json v = json_field<nlohmann::json>(obj, f, where);
+  if (!v.is_number())
+    throw InputError(where + ": field '" + f + "' must be a number, got " + v.dump() + " (" + v.type_name() + ")");
+  return v.get<double>();
+}
+
+std::map<std::string, std::string> json_sources(const nlohmann::json& obj, const std::string& where) {
+  std::map<std::string, std::string> out;
+  if (!obj.contains("sources")) return out;
+  const nlohmann::json& s = obj.at("sources");
+  if (!s.is_object()) throw InputError(where + ": field 'sources' must be an object, got " + std::string(s.type_name()));
+  for (const auto& [k, v] : s.items())
+    if (v.is_string()) out[k] = v.get<std::string>();
+  return out;
+}
+
+std::vector<std::string> list_json_stems(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    throw InputError(dir.string() + ": directory does not exist (is DSV3_DATA_DIR right?)");
+  std::vector<std::string> ids;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ".json") ids.push_back(e.path().stem().string());
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes) {

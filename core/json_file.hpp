@@ -1,9 +1,12 @@
 // JSON files with errors that name the file and the field. Every loader in the suite uses these.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +37,14 @@ T json_field_or(const nlohmann::json& obj, const std::string& field, T fallback,
   if (!obj.is_object() || !obj.contains(field)) return fallback;
   return json_field<T>(obj, field, where);
 }
+
+// Strict integer field (7168.0 and "7168" are rejected) and any-number field.
+int64_t json_int(const nlohmann::json& obj, const std::string& field, const std::string& where);
+double json_real(const nlohmann::json& obj, const std::string& field, const std::string& where);
+// Optional "sources" object of a dataset file: field (or group) -> source; non-string values ignored.
+std::map<std::string, std::string> json_sources(const nlohmann::json& obj, const std::string& where);
+// Stems of the *.json files in `dir`, sorted (dataset ids); InputError if `dir` does not exist.
+std::vector<std::string> list_json_stems(const std::filesystem::path& dir);
 
 // Writes `j` to `path` atomically: a temporary file in the same directory, then rename.
 void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j);

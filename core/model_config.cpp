@@ -25,20 +25,6 @@ const std::set<std::string> kMlaFields{"n_dense_layers",   "q_lora_rank",      "
 const std::set<std::string> kGqaFields{"n_kv_heads", "head_dim"};
 
 // Strict integer: 7168.0 or "7168" are rejected rather than converted.
-int64_t int_field(const json& j, const std::string& f, const std::string& where) {
-  const json v = json_field<json>(j, f, where);
-  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX))
-    throw InputError(where + ": field '" + f + "' must be an integer, got " + v.dump() + " (" + v.type_name() + ")");
-  return v.get<int64_t>();
-}
-
-double num_field(const json& j, const std::string& f, const std::string& where) {
-  const json v = json_field<json>(j, f, where);
-  if (!v.is_number())
-    throw InputError(where + ": field '" + f + "' must be a number, got " + v.dump() + " (" + v.type_name() + ")");
-  return v.get<double>();
-}
-
 template <class T>
 void require(bool ok, const std::string& where, const std::string& f, T value, const std::string& rule) {
   if (ok) return;
@@ -52,16 +38,6 @@ void require_positive(int64_t v, const std::string& where, const std::string& f)
   require(v > 0, where, f, v, "must be positive");
 }
 
-std::map<std::string, std::string> parse_sources(const json& j, const std::string& where) {
-  std::map<std::string, std::string> out;
-  if (!j.contains("sources")) return out;
-  const json& s = j.at("sources");
-  if (!s.is_object()) throw InputError(where + ": field 'sources' must be an object, got " + std::string(s.type_name()));
-  for (const auto& [k, v] : s.items())
-    if (v.is_string()) out[k] = v.get<std::string>();  // non-string values are ignored
-  return out;
-}
-
 void check_keys(const json& j, const std::string& family, const std::string& where) {
   const bool mla = family == "mla_moe";
   for (const auto& [k, v] : j.items()) {
@@ -73,21 +49,21 @@ void check_keys(const json& j, const std::string& family, const std::string& whe
 }
 
 void load_mla_fields(const json& j, const std::string& w, ModelConfig& c) {
-  c.n_dense_layers = int_field(j, "n_dense_layers", w);
-  c.q_lora_rank = int_field(j, "q_lora_rank", w);
-  c.kv_lora_rank = int_field(j, "kv_lora_rank", w);
-  c.qk_nope_head_dim = int_field(j, "qk_nope_head_dim", w);
-  c.qk_rope_head_dim = int_field(j, "qk_rope_head_dim", w);
-  c.v_head_dim = int_field(j, "v_head_dim", w);
-  c.moe_inter_dim = int_field(j, "moe_inter_dim", w);
-  c.n_routed_experts = int_field(j, "n_routed_experts", w);
-  c.n_shared_experts = int_field(j, "n_shared_experts", w);
-  c.n_activated_experts = int_field(j, "n_activated_experts", w);
-  c.n_expert_groups = int_field(j, "n_expert_groups", w);
-  c.n_limited_groups = int_field(j, "n_limited_groups", w);
-  c.route_scale = num_field(j, "route_scale", w);
+  c.n_dense_layers = json_int(j, "n_dense_layers", w);
+  c.q_lora_rank = json_int(j, "q_lora_rank", w);
+  c.kv_lora_rank = json_int(j, "kv_lora_rank", w);
+  c.qk_nope_head_dim = json_int(j, "qk_nope_head_dim", w);
+  c.qk_rope_head_dim = json_int(j, "qk_rope_head_dim", w);
+  c.v_head_dim = json_int(j, "v_head_dim", w);
+  c.moe_inter_dim = json_int(j, "moe_inter_dim", w);
+  c.n_routed_experts = json_int(j, "n_routed_experts", w);
+  c.n_shared_experts = json_int(j, "n_shared_experts", w);
+  c.n_activated_experts = json_int(j, "n_activated_experts", w);
+  c.n_expert_groups = json_int(j, "n_expert_groups", w);
+  c.n_limited_groups = json_int(j, "n_limited_groups", w);
+  c.route_scale = json_real(j, "route_scale", w);
   c.score_func = json_field<std::string>(j, "score_func", w);
-  c.mtp_depth = int_field(j, "mtp_depth", w);
+  c.mtp_depth = json_int(j, "mtp_depth", w);
 
   require(c.n_dense_layers >= 0 && c.n_dense_layers <= c.n_layers, w, "n_dense_layers", c.n_dense_layers,
           "must be in [0, n_layers = " + std::to_string(c.n_layers) + "]");
@@ -115,22 +91,11 @@ void load_mla_fields(const json& j, const std::string& w, ModelConfig& c) {
 }
 
 void load_gqa_fields(const json& j, const std::string& w, ModelConfig& c) {
-  c.n_kv_heads = int_field(j, "n_kv_heads", w);
-  c.head_dim = int_field(j, "head_dim", w);
+  c.n_kv_heads = json_int(j, "n_kv_heads", w);
+  c.head_dim = json_int(j, "head_dim", w);
   require(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0, w, "n_kv_heads", c.n_kv_heads,
           "must be positive and divide n_heads = " + std::to_string(c.n_heads));
   require_positive(c.head_dim, w, "head_dim");
-}
-
-std::vector<std::string> list_ids(const std::filesystem::path& dir) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec))
-    throw InputError(dir.string() + ": directory does not exist (is DSV3_DATA_DIR right?)");
-  std::vector<std::string> ids;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.is_regular_file() && e.path().extension() == ".json") ids.push_back(e.path().stem().string());
-  std::sort(ids.begin(), ids.end());
-  return ids;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -155,14 +120,14 @@ ModelConfig load_model_config(const std::filesystem::path& path) {
           "must be \"mla_moe\" or \"gqa_dense\"");
   check_keys(j, c.family, w);
 
-  c.dim = int_field(j, "dim", w);
-  c.n_layers = int_field(j, "n_layers", w);
-  c.n_heads = int_field(j, "n_heads", w);
-  c.vocab_size = int_field(j, "vocab_size", w);
-  c.inter_dim = int_field(j, "inter_dim", w);
+  c.dim = json_int(j, "dim", w);
+  c.n_layers = json_int(j, "n_layers", w);
+  c.n_heads = json_int(j, "n_heads", w);
+  c.vocab_size = json_int(j, "vocab_size", w);
+  c.inter_dim = json_int(j, "inter_dim", w);
   c.dtype = json_field<std::string>(j, "dtype", w);
-  c.rope_theta = num_field(j, "rope_theta", w);
-  c.rms_norm_eps = num_field(j, "rms_norm_eps", w);
+  c.rope_theta = json_real(j, "rope_theta", w);
+  c.rms_norm_eps = json_real(j, "rms_norm_eps", w);
   for (const auto& [f, v] : {std::pair<const char*, int64_t>{"dim", c.dim}, {"n_layers", c.n_layers},
                               {"n_heads", c.n_heads}, {"vocab_size", c.vocab_size}, {"inter_dim", c.inter_dim}})
     require_positive(v, w, f);
@@ -172,18 +137,18 @@ ModelConfig load_model_config(const std::filesystem::path& path) {
 
   if (c.is_mla_moe()) load_mla_fields(j, w, c);
   else load_gqa_fields(j, w, c);
-  c.sources = parse_sources(j, w);
+  c.sources = json_sources(j, w);
   return c;
 }
 
-std::vector<std::string> list_models() { return list_ids(datasets_dir() / "models"); }
+std::vector<std::string> list_models() { return list_json_stems(datasets_dir() / "models"); }
 
 ModelConfig find_model(const std::string& id) {
   const auto dir = datasets_dir() / "models";
   const auto path = dir / (id + ".json");
   std::error_code ec;
   if (id.empty() || id.find('/') != std::string::npos || !std::filesystem::is_regular_file(path, ec))
-    throw InputError(path.string() + ": no model config '" + id + "'; available: " + join(list_ids(dir)));
+    throw InputError(path.string() + ": no model config '" + id + "'; available: " + join(list_json_stems(dir)));
   ModelConfig c = load_model_config(path);
   if (c.id != id)
     throw InputError(path.string() + ": field 'id' is '" + c.id + "', but the file name says '" + id + "'");
