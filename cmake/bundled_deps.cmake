@@ -13,7 +13,9 @@ target_include_directories(CLI11::CLI11 INTERFACE ${DSV3_DEPS}/include)
 set(INSTALL_GTEST OFF CACHE BOOL "" FORCE)
 set(BUILD_GMOCK OFF CACHE BOOL "" FORCE)
 add_subdirectory(${DSV3_DEPS}/googletest ${CMAKE_BINARY_DIR}/googletest EXCLUDE_FROM_ALL)
-add_library(GTest::gtest ALIAS gtest)
+if(NOT TARGET GTest::gtest)
+  add_library(GTest::gtest ALIAS gtest)
+endif()
 add_library(benchmark::benchmark SHARED IMPORTED)
 set_target_properties(benchmark::benchmark PROPERTIES
   IMPORTED_LOCATION ${DSV3_DEPS}/lib/libbenchmark.so
