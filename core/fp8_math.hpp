@@ -121,6 +121,11 @@ struct LogFmtGroup {
 
 DSV3_HD int logfmt_levels(int bits) { return (1 << (bits - 1)) - 1; }  // non-zero codes
 
+// The group as a decoder sees it: from the stored (log_amin, log_amax) of an encoded group.
+DSV3_HD LogFmtGroup logfmt_group_from_meta(float log_amin, float log_amax, int bits) {
+  return {log_amin, log_amax, fdiv(fsub(log_amax, log_amin), static_cast<float>(logfmt_levels(bits) - 1)), false};
+}
+
 DSV3_HD LogFmtGroup logfmt_group(float amax, float amin_nonzero, bool has_nonfinite, int bits) {
   LogFmtGroup g;
   g.log_amax = log2_det(amax);
@@ -128,8 +133,7 @@ DSV3_HD LogFmtGroup logfmt_group(float amax, float amin_nonzero, bool has_nonfin
   const float lmin = amin_nonzero > 0.0f ? log2_det(amin_nonzero) : -pos_inf();
   g.log_amin = lmin > floor_log ? lmin : floor_log;
   g.fallback = has_nonfinite || !(amax < 1.0f) || !(g.log_amin < g.log_amax);
-  g.step = g.fallback ? 0.0f
-                      : fdiv(fsub(g.log_amax, g.log_amin), static_cast<float>(logfmt_levels(bits) - 1));
+  g.step = g.fallback ? 0.0f : logfmt_group_from_meta(g.log_amin, g.log_amax, bits).step;
   return g;
 }
 

@@ -200,8 +200,8 @@ TEST(LogFmt, EncodesToTheNearestLevelInLinearSpace) {
       for (int64_t kb = 0; kb < tiles(p.k); ++kb) {
         const int64_t gi = r * tiles(p.k) + kb;
         if (out[2].span<uint8_t>()[gi]) continue;
-        fp8math::LogFmtGroup g{out[1].span<float>()[2 * gi], out[1].span<float>()[2 * gi + 1], 0, false};
-        g.step = (g.log_amax - g.log_amin) / static_cast<float>(levels - 1);
+        const fp8math::LogFmtGroup g =
+            fp8math::logfmt_group_from_meta(out[1].span<float>()[2 * gi], out[1].span<float>()[2 * gi + 1], bits);
         for (int64_t c = kb * kTile; c < (kb + 1) * kTile; ++c) {
           const float a = std::fabs(static_cast<float>(x.get(r * p.k + c)));
           const uint32_t code = out[0].span<uint16_t>()[r * p.k + c];

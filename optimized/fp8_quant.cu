@@ -456,8 +456,8 @@ __global__ void __launch_bounds__(kThreads) logfmt_decode_kernel(const uint16_t*
     const uint32_t c0 = (u - row * d.kb) * 128;
     const uint64_t base = static_cast<uint64_t>(row) * d.k;
     const bool fb = fallback[u] != 0;
-    fm::LogFmtGroup g{meta[2 * static_cast<uint64_t>(u)], meta[2 * static_cast<uint64_t>(u) + 1], 0.0f, false};
-    g.step = fm::fdiv(fm::fsub(g.log_amax, g.log_amin), static_cast<float>(fm::logfmt_levels(bits) - 1));
+    const fm::LogFmtGroup g =
+        fm::logfmt_group_from_meta(meta[2 * static_cast<uint64_t>(u)], meta[2 * static_cast<uint64_t>(u) + 1], bits);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const uint32_t c = c0 + lane + 32 * j;

@@ -167,8 +167,7 @@ void logfmt_decode(const Tensor& codes, const Tensor& meta, const Tensor& fallba
     for (int64_t col = 0; col < p.k; ++col) {
       const int64_t i = r * p.k + col, gi = r * tiles(p.k) + col / kTile;
       if (fb[gi]) { out[i] = c[i]; continue; }
-      fm::LogFmtGroup g{mt[2 * gi], mt[2 * gi + 1], 0.0f, false};
-      g.step = fm::fdiv(fm::fsub(g.log_amax, g.log_amin), static_cast<float>(fm::logfmt_levels(p.logfmt_bits) - 1));
+      const fm::LogFmtGroup g = fm::logfmt_group_from_meta(mt[2 * gi], mt[2 * gi + 1], p.logfmt_bits);
       const float mag = fm::logfmt_decode_mag(g, c[i] & (sign_bit - 1));
       out[i] = f32_to_bf16((c[i] & sign_bit) ? -mag : mag);
     }
