@@ -35,6 +35,7 @@ std::string_view dist_name(Dist d) {
     case Dist::uniform: return "uniform";
     case Dist::outliers: return "outliers";
     case Dist::outlier_channels: return "outlier_channels";
+    case Dist::token_scaled: return "token_scaled";
     case Dist::small_ints: return "small_ints";
     case Dist::adversarial: return "adversarial";
     case Dist::zeros: return "zeros";
@@ -43,9 +44,9 @@ std::string_view dist_name(Dist d) {
 }
 
 const std::vector<Dist>& all_dists() {
-  static const std::vector<Dist> all = {Dist::normal,     Dist::uniform,     Dist::outliers,
-                                        Dist::outlier_channels, Dist::small_ints,
-                                        Dist::adversarial, Dist::zeros};
+  static const std::vector<Dist> all = {Dist::normal,           Dist::uniform,    Dist::outliers,
+                                        Dist::outlier_channels, Dist::token_scaled, Dist::small_ints,
+                                        Dist::adversarial,      Dist::zeros};
   return all;
 }
 
@@ -54,7 +55,7 @@ Dist dist_from_name(std::string_view name) {
     if (dist_name(d) == name) return d;
   throw std::invalid_argument("unknown distribution '" + std::string(name) +
                               "' (expected normal, uniform, outliers, outlier_channels, "
-                              "small_ints, adversarial, zeros)");
+                              "token_scaled, small_ints, adversarial, zeros)");
 }
 
 uint64_t seed_from(std::string_view identity) {
@@ -91,6 +92,7 @@ std::vector<float> draw(Dist d, uint64_t seed, int64_t n, int64_t channels, doub
   Rng rng(seed);
   std::vector<float> v(static_cast<std::size_t>(n));
   std::vector<bool> hot_channel;
+  double row_scale = scale;  // token_scaled: the current row's magnitude
   if (d == Dist::outlier_channels) {
     const int64_t c = std::max<int64_t>(channels, 1);
     hot_channel.assign(static_cast<std::size_t>(c), false);
@@ -109,6 +111,10 @@ std::vector<float> draw(Dist d, uint64_t seed, int64_t n, int64_t channels, doub
       case Dist::outlier_channels:
         x = rng.normal() * scale;
         if (hot_channel[static_cast<std::size_t>(i % static_cast<int64_t>(hot_channel.size()))]) x *= 100.0;
+        break;
+      case Dist::token_scaled:
+        if (i % std::max<int64_t>(channels, 1) == 0) row_scale = std::exp2(-20.0 + 28.0 * rng.uniform01()) * scale;
+        x = rng.normal() * row_scale;
         break;
       case Dist::small_ints: x = static_cast<double>(static_cast<int64_t>(rng.next() % 17) - 8); break;
       case Dist::adversarial: {

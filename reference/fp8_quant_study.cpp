@@ -84,7 +84,7 @@ nlohmann::json numerics_study(bool quick) {
   base.m = quick ? 128 : 512;
   base.k = 7168;  // V3 hidden size
   nlohmann::json scaling = nlohmann::json::array(), equal_bits = nlohmann::json::array();
-  for (Dist d : {Dist::normal, Dist::outliers, Dist::outlier_channels}) {
+  for (Dist d : {Dist::normal, Dist::outliers, Dist::outlier_channels, Dist::token_scaled}) {
     Tensor x("x", DType::bf16, {base.m, base.k});
     fill(x, d, seed_from("fp8_study " + std::string(dist_name(d))));
     for (Elem e : {Elem::e4m3, Elem::e5m2})
