@@ -2,7 +2,10 @@
 // format adds, on the same seeded activations. Metrics against the bf16 input x:
 //   rel_l2  ||q - x|| / ||x||;  sqnr_db  10 log10(sum x^2 / sum (q - x)^2);
 //   max_rel max |q - x| / |x| over elements with |x| >= 0.01 * rms(x) (smaller ones are
-//           legitimately flushed to zero by every 8-bit format and would always read 1.0).
+//           legitimately flushed to zero by every 8-bit format and would always read 1.0);
+//   row_rel_l2  mean over rows (tokens) of ||q_r - x_r|| / ||x_r||: energy-weighted metrics are
+//           dominated by the largest rows, this one shows what happens to the small ones;
+//   zero_frac   fraction of non-zero inputs quantized to zero (underflow).
 #include <cmath>
 
 #include "core/fp8_math.hpp"
@@ -12,15 +15,28 @@ namespace dsv3::fp8 {
 namespace {
 
 struct Metrics {
-  double rel_l2, max_rel, sqnr_db;
+  double rel_l2, max_rel, sqnr_db, row_rel_l2, zero_frac;
 };
 
 Metrics measure(const Tensor& x, const std::vector<double>& q) {
-  double sx = 0, se = 0;
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const double v = x.get(i), e = q[static_cast<std::size_t>(i)] - v;
-    sx += v * v;
-    se += e * e;
+  double sx = 0, se = 0, row_sum = 0;
+  int64_t rows_counted = 0, nonzero = 0, flushed = 0;
+  const int64_t k = x.dim(-1);
+  for (int64_t r = 0; r < x.numel() / k; ++r) {
+    double rx = 0, re = 0;
+    for (int64_t i = r * k; i < (r + 1) * k; ++i) {
+      const double v = x.get(i), qi = q[static_cast<std::size_t>(i)], e = qi - v;
+      rx += v * v;
+      re += e * e;
+      nonzero += v != 0;
+      flushed += v != 0 && qi == 0;
+    }
+    sx += rx;
+    se += re;
+    if (rx > 0) {
+      row_sum += std::sqrt(re / rx);
+      ++rows_counted;
+    }
   }
   const double rms = std::sqrt(sx / static_cast<double>(x.numel()));
   double max_rel = 0;
@@ -28,7 +44,9 @@ Metrics measure(const Tensor& x, const std::vector<double>& q) {
     const double v = x.get(i);
     if (std::fabs(v) >= 0.01 * rms) max_rel = std::max(max_rel, std::fabs(q[static_cast<std::size_t>(i)] - v) / std::fabs(v));
   }
-  return {std::sqrt(se / sx), max_rel, se > 0 ? 10 * std::log10(sx / se) : INFINITY};
+  return {std::sqrt(se / sx), max_rel, se > 0 ? 10 * std::log10(sx / se) : INFINITY,
+          rows_counted ? row_sum / static_cast<double>(rows_counted) : 0.0,
+          nonzero ? static_cast<double>(flushed) / static_cast<double>(nonzero) : 0.0};
 }
 
 // Dequantized values of an FP8 quantization with the given scale layout.
@@ -74,7 +92,8 @@ std::vector<double> logfmt_roundtrip(const Tensor& x, const Params& base, int bi
 
 nlohmann::json row(const std::string& dist, Metrics m) {
   return {{"distribution", dist}, {"rel_l2", m.rel_l2}, {"max_rel", m.max_rel},
-          {"sqnr_db", std::isfinite(m.sqnr_db) ? nlohmann::json(m.sqnr_db) : nlohmann::json(nullptr)}};
+          {"sqnr_db", std::isfinite(m.sqnr_db) ? nlohmann::json(m.sqnr_db) : nlohmann::json(nullptr)},
+          {"row_rel_l2", m.row_rel_l2}, {"zero_frac", m.zero_frac}};
 }
 
 }  // namespace

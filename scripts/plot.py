@@ -6,7 +6,7 @@ Reads one or more bundle.json files and writes, into --out:
   bench_<comp>.png    per component: GBps per benchmark (bar text = time) and
                       frac_ceiling (dashed "goal 85%" line when CUDA variants ran)
   correctness.png     per component: stacked pass/fail/skip counts per variant
-  fp8_scaling.png     studies.fp8_scaling: SQNR and rel_l2 per distribution/scheme
+  fp8_scaling.png     studies.fp8_scaling: SQNR and row_rel_l2 (rel_l2 in older bundles) per distribution/scheme
   fp8_equal_bits.png  studies.fp8_equal_bits: SQNR per distribution/format
 A plot whose data is absent from every bundle is skipped with a note. With several
 bundles, each bundle ("<device or cpu-only> <date>") gets its own bars side by side.
@@ -192,11 +192,13 @@ def plot_fp8_scaling(bundles, out_dir, written):
         dists = list(dict.fromkeys(r["distribution"] for r in rows))
         keys = [(s, f) for s in order((r["scheme"] for r in rows), ["per_tensor", "1x128", "128x128"])
                 for f in dict.fromkeys(r["format"] for r in rows if r["scheme"] == s)]
+        # Per-row error shows what energy-weighted SQNR hides (small tokens); older bundles lack it.
+        metric = "row_rel_l2" if all("row_rel_l2" in r for r in rows) else "rel_l2"
         sqnr, rel = [], []
         for s, f in keys:
             by_dist = {r["distribution"]: r for r in rows if r["scheme"] == s and r["format"] == f}
             sqnr.append((f"{s} ({f})", [by_dist.get(d, {}).get("sqnr_db") for d in dists]))
-            rel.append((f"{s} ({f})", [by_dist.get(d, {}).get("rel_l2") for d in dists]))
+            rel.append((f"{s} ({f})", [by_dist.get(d, {}).get(metric) for d in dists]))
         grouped_bars(ax1, dists, sqnr)
         ax1.set_ylabel("SQNR (dB, higher is better)")
         ax1.set_title(f"FP8 scaling schemes: SQNR — {b['_label']}")
@@ -204,8 +206,8 @@ def plot_fp8_scaling(bundles, out_dir, written):
         ax1.legend(fontsize=8, loc="upper center", ncol=min(len(sqnr), 3))
         grouped_bars(ax2, dists, [(lab, [v if (finite(v) or 0) > 0 else None for v in vals]) for lab, vals in rel])
         ax2.set_yscale("log")
-        ax2.set_ylabel("relative L2 error (log, lower is better)")
-        ax2.set_title("rel_l2")
+        ax2.set_ylabel(("mean per-row " if metric == "row_rel_l2" else "") + "relative L2 error (log, lower is better)")
+        ax2.set_title(metric)
     fig.tight_layout()
     save(fig, out_dir, "fp8_scaling.png", written)
 
