@@ -47,7 +47,7 @@ void register_check_tests() {
       const std::string suite = std::string(v->backend == dsv3::Backend::cuda ? "GpuCheck_" : "CpuCheck_") +
                                 sanitize(comp.name) + "_" + sanitize(v->name);
       for (const auto& c : cases) {
-        testing::RegisterTest(suite.c_str(), sanitize(c.id).c_str(), nullptr, c.id.c_str(), __FILE__, __LINE__,
+        testing::RegisterTest(suite.c_str(), sanitize(c.id).c_str(), nullptr, nullptr, __FILE__, __LINE__,
                               [&comp, v, c]() -> testing::Test* { return new CheckTest(&comp, v, c); });
       }
     }
