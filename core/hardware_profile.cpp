@@ -72,10 +72,7 @@ HardwareProfile find_hardware(const std::string& id) {
   const auto path = dir / (id + ".json");
   std::error_code ec;
   if (id.empty() || id.find('/') != std::string::npos || !std::filesystem::is_regular_file(path, ec)) {
-    std::string avail;
-    for (const auto& x : list_json_stems(dir)) avail += (avail.empty() ? "" : ", ") + x;
-    throw InputError(path.string() + ": no hardware profile '" + id + "'; available: " +
-                     (avail.empty() ? "(none)" : avail));
+    throw InputError(path.string() + ": no hardware profile '" + id + "'; available: " + available_json_stems(dir));
   }
   HardwareProfile h = load_hardware_profile(path);
   if (h.id != id)

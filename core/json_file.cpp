@@ -56,6 +56,12 @@ std::vector<std::string> list_json_stems(const std::filesystem::path& dir) {
   return ids;
 }
 
+std::string available_json_stems(const std::filesystem::path& dir) {
+  std::string s;
+  for (const auto& id : list_json_stems(dir)) s += (s.empty() ? "" : ", ") + id;
+  return s.empty() ? "(none)" : s;
+}
+
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   const std::filesystem::path tmp =

@@ -45,6 +45,8 @@ double json_real(const nlohmann::json& obj, const std::string& field, const std:
 std::map<std::string, std::string> json_sources(const nlohmann::json& obj, const std::string& where);
 // Stems of the *.json files in `dir`, sorted (dataset ids); InputError if `dir` does not exist.
 std::vector<std::string> list_json_stems(const std::filesystem::path& dir);
+// The same ids as "a, b, c" (or "(none)"), for "unknown id" messages.
+std::string available_json_stems(const std::filesystem::path& dir);
 
 // Writes `j` to `path` atomically: a temporary file in the same directory, then rename.
 void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j);

@@ -98,12 +98,6 @@ void load_gqa_fields(const json& j, const std::string& w, ModelConfig& c) {
   require_positive(c.head_dim, w, "head_dim");
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s.empty() ? "(none)" : s;
-}
-
 }  // namespace
 
 ModelConfig load_model_config(const std::filesystem::path& path) {
@@ -148,7 +142,7 @@ ModelConfig find_model(const std::string& id) {
   const auto path = dir / (id + ".json");
   std::error_code ec;
   if (id.empty() || id.find('/') != std::string::npos || !std::filesystem::is_regular_file(path, ec))
-    throw InputError(path.string() + ": no model config '" + id + "'; available: " + join(list_json_stems(dir)));
+    throw InputError(path.string() + ": no model config '" + id + "'; available: " + available_json_stems(dir));
   ModelConfig c = load_model_config(path);
   if (c.id != id)
     throw InputError(path.string() + ": field 'id' is '" + c.id + "', but the file name says '" + id + "'");

@@ -44,6 +44,7 @@
 #include <memory>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/fp8_math.hpp"
@@ -181,6 +182,16 @@ __device__ __forceinline__ float block_max_nan(float v) {
   return a;
 }
 
+// Tile u of the [M, Kb] grid of 1x128 tiles: element offset of its row, and its first column.
+struct TileAt {
+  uint64_t base;
+  uint32_t c0;
+};
+__device__ __forceinline__ TileAt tile_at(uint32_t u, const Dims& d) {
+  const uint32_t row = d.by_kb.div(u);
+  return {static_cast<uint64_t>(row) * d.k, (u - row * d.kb) * 128};
+}
+
 __device__ __forceinline__ uint32_t global_warp() { return (blockIdx.x * kThreads + threadIdx.x) >> 5; }
 __device__ __forceinline__ uint32_t warp_count() { return (gridDim.x * kThreads) >> 5; }
 
@@ -231,9 +242,7 @@ __global__ void __launch_bounds__(kThreads) quant_1x128_scalar(const uint16_t* _
                                                                float* __restrict__ scales, Dims d, QArgs q) {
   const uint32_t lane = threadIdx.x & 31, units = d.m * d.kb;
   for (uint32_t u = global_warp(); u < units; u += warp_count()) {
-    const uint32_t row = d.by_kb.div(u);
-    const uint32_t c0 = (u - row * d.kb) * 128;
-    const uint64_t base = static_cast<uint64_t>(row) * d.k;
+    const auto [base, c0] = tile_at(u, d);
     float f[4];
     float amax = 0.0f;
 #pragma unroll
@@ -406,9 +415,7 @@ __global__ void __launch_bounds__(kThreads) logfmt_encode_kernel(const uint16_t*
                                                                  Dims d, int bits) {
   const uint32_t lane = threadIdx.x & 31, units = d.m * d.kb, sign_bit = 1u << (bits - 1);
   for (uint32_t u = global_warp(); u < units; u += warp_count()) {
-    const uint32_t row = d.by_kb.div(u);
-    const uint32_t c0 = (u - row * d.kb) * 128;
-    const uint64_t base = static_cast<uint64_t>(row) * d.k;
+    const auto [base, c0] = tile_at(u, d);
     uint16_t raw[4] = {};
     float amax = 0.0f, amin = fm::pos_inf();  // as the reference: NaN never replaces either
     bool nonfinite = false;
@@ -452,9 +459,7 @@ __global__ void __launch_bounds__(kThreads) logfmt_decode_kernel(const uint16_t*
                                                                  Dims d, int bits) {
   const uint32_t lane = threadIdx.x & 31, units = d.m * d.kb, sign_bit = 1u << (bits - 1);
   for (uint32_t u = global_warp(); u < units; u += warp_count()) {
-    const uint32_t row = d.by_kb.div(u);
-    const uint32_t c0 = (u - row * d.kb) * 128;
-    const uint64_t base = static_cast<uint64_t>(row) * d.k;
+    const auto [base, c0] = tile_at(u, d);
     const bool fb = fallback[u] != 0;
     const fm::LogFmtGroup g =
         fm::logfmt_group_from_meta(meta[2 * static_cast<uint64_t>(u)], meta[2 * static_cast<uint64_t>(u) + 1], bits);
@@ -493,17 +498,22 @@ void launch_strided(uint64_t work, uint64_t per_block, const LaunchCfg& cfg, cud
   Kernel<<<grid, kThreads, 0, stream>>>(args...);
 }
 
-// Calls f(integral_constant<Elem>, bool_constant<divide>) for the case's element format and convention.
+// Calls f(integral_constant<Elem>, bool_constant<flag>): the element format and one compile-time flag.
 template <class F>
-void dispatch(const Params& p, F&& f) {
+void dispatch(Elem elem, bool flag, F&& f) {
   using E4 = std::integral_constant<Elem, Elem::e4m3>;
   using E5 = std::integral_constant<Elem, Elem::e5m2>;
-  const bool div = p.conv == Convention::divide;
-  if (p.elem == Elem::e4m3) {
-    if (div) f(E4{}, std::true_type{}); else f(E4{}, std::false_type{});
+  if (elem == Elem::e4m3) {
+    if (flag) f(E4{}, std::true_type{}); else f(E4{}, std::false_type{});
   } else {
-    if (div) f(E5{}, std::true_type{}); else f(E5{}, std::false_type{});
+    if (flag) f(E5{}, std::true_type{}); else f(E5{}, std::false_type{});
   }
+}
+
+// The flag of the quantizing kernels: does the convention divide (x / s)?
+template <class F>
+void dispatch(const Params& p, F&& f) {
+  dispatch(p.elem, p.conv == Convention::divide, std::forward<F>(f));
 }
 
 void check_launch(const Params& p) {
@@ -585,13 +595,7 @@ void dequant(const uint8_t* codes, const float* scales, uint16_t* y, const Param
     else
       launch_strided<dequant_scalar<E, B>>(n, kThreads, cfg, stream, codes, scales, y, d);
   };
-  using E4 = std::integral_constant<Elem, Elem::e4m3>;
-  using E5 = std::integral_constant<Elem, Elem::e5m2>;
-  if (p.elem == Elem::e4m3) {
-    if (block) go(E4{}, std::true_type{}); else go(E4{}, std::false_type{});
-  } else {
-    if (block) go(E5{}, std::true_type{}); else go(E5{}, std::false_type{});
-  }
+  dispatch(p.elem, block, go);
   DSV3_CUDA_CHECK(cudaGetLastError());
 }
 
