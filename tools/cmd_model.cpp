@@ -27,11 +27,11 @@ void add_model(CLI::App& app) {
       }
       return;
     }
-    const std::vector<std::string> list = ids->empty() ? list_models() : *ids;
+    std::vector<ModelConfig> models;  // all loaded first: a bad id fails before any output
+    for (const auto& id : ids->empty() ? list_models() : *ids) models.push_back(find_model(id));
     std::printf("%-22s %-10s %6s %6s %18s %18s %14s\n", "id", "family", "dim", "layers", "total params",
                 "activated params", "KV B/token");
-    for (const auto& id : list) {
-      const ModelConfig m = find_model(id);
+    for (const ModelConfig& m : models) {
       const bool moe = m.is_mla_moe();
       std::printf("%-22s %-10s %6lld %6lld %18s %18s %14lld\n", m.id.c_str(), m.family.c_str(),
                   static_cast<long long>(m.dim), static_cast<long long>(m.n_layers),
