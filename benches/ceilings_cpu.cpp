@@ -9,6 +9,7 @@
 
 #include "benches/harness.hpp"
 #include "core/cuda_probe.hpp"
+#include "core/parallel.hpp"
 #if DSV3_HAVE_CUDA
 #include "benches/ceilings_gpu.hpp"
 #endif
@@ -50,6 +51,23 @@ void measure_cpu_ceilings(Ceilings& c, bool quick) {
                     {"method", "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
                                    "." + std::to_string(EIGEN_MINOR_VERSION) + " MatrixXf " + std::to_string(n) +
                                    "^3, single thread, best of " + std::to_string(quick ? 2 : 5)}});
+
+  // The rate the threaded references build on: FP64 products of 128-wide K slices (the fp8_gemm
+  // reference's group sums), one 256-row block per task on thread_count() threads.
+  const int rows = quick ? 1024 : 4096, cols = 1024, depth = 128;
+  using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const MatD x = MatD::Random(rows, depth), w = MatD::Random(cols, depth);
+  MatD y(rows, cols);
+  const double t64 = best_seconds(quick ? 2 : 5, [&] {
+    parallel_for(rows / 256, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) y.middleRows(b * 256, 256).noalias() = x.middleRows(b * 256, 256) * w.transpose();
+    });
+  });
+  c.cpu_gemm_f64_threads_gflops = 2.0 * rows * cols * static_cast<double>(depth) / t64 / 1e9;
+  c.rows.push_back({{"name", "cpu_eigen_gemm_f64_threads"}, {"unit", "GFLOP/s"}, {"value", c.cpu_gemm_f64_threads_gflops},
+                    {"method", "Eigen MatrixXd row-major [" + std::to_string(rows) + " x 128] . [128 x 1024], 256-row blocks on " +
+                                   std::to_string(thread_count()) + " threads (parallel_for), best of " +
+                                   std::to_string(quick ? 2 : 5)}});
 }
 
 void measure_gpu_ceilings_into(Ceilings& c, bool quick) {

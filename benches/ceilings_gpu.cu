@@ -12,19 +12,13 @@
 #include <string>
 
 #include "benches/harness_cuda.hpp"
+#include "optimized/cublaslt.hpp"
 #include "optimized/cuda_check.hpp"
 
 namespace dsv3::bench {
 namespace {
 
 constexpr int kThreads = 256;
-
-#define DSV3_LT_CHECK(expr) lt_check((expr), #expr, __FILE__, __LINE__)
-void lt_check(cublasStatus_t s, const char* expr, const char* file, int line) {
-  if (s == CUBLAS_STATUS_SUCCESS) return;
-  throw CudaError(std::string(expr) + " failed at " + file + ":" + std::to_string(line) + ": " +
-                  cublasLtGetStatusString(s) + " (status " + std::to_string(static_cast<int>(s)) + ")");
-}
 
 // Grid-stride copy, 16 bytes per access, 4 accesses in flight per thread.
 __global__ void __launch_bounds__(kThreads) copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst,
@@ -98,22 +92,6 @@ void measure_copy(GpuCeilings& c, bool quick) {
   }
 }
 
-// RAII for the cuBLASLt handles of one GEMM.
-struct LtGemm {
-  cublasLtHandle_t handle = nullptr;
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, cd = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~LtGemm() {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (cd) cublasLtMatrixLayoutDestroy(cd);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (op) cublasLtMatmulDescDestroy(op);
-    if (handle) cublasLtDestroy(handle);
-  }
-};
-
 // D[m, n] = A^T B, column-major: A stored [k, m] (transposed), B stored [k, n], D [m, n].
 double gemm_tflops(cudaDataType_t in_type, int64_t n, bool quick, DeviceBuffer& workspace) {
   const std::size_t in_size = in_type == CUDA_R_16BF ? 2 : 1;
@@ -129,28 +107,20 @@ double gemm_tflops(cudaDataType_t in_type, int64_t n, bool quick, DeviceBuffer& 
   }
   DSV3_CUDA_CHECK(cudaGetLastError());
 
-  LtGemm g;
-  DSV3_LT_CHECK(cublasLtCreate(&g.handle));
+  LtMatmul g;
   DSV3_LT_CHECK(cublasLtMatmulDescCreate(&g.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  DSV3_LT_CHECK(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-  DSV3_LT_CHECK(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  g.set(CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+  g.set(CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
   DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&g.a, in_type, n, n, n));
   DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&g.b, in_type, n, n, n));
-  DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&g.cd, CUDA_R_16BF, n, n, n));  // C (unused, beta = 0) and D
-  DSV3_LT_CHECK(cublasLtMatmulPreferenceCreate(&g.pref));
-  const uint64_t ws = workspace.size();
-  DSV3_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(g.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-  cublasLtMatmulHeuristicResult_t heur{};
-  int found = 0;
-  DSV3_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(g.handle, g.op, g.a, g.b, g.cd, g.cd, g.pref, 1, &heur, &found));
-  if (found < 1)
+  DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&g.d, CUDA_R_16BF, n, n, n));  // C (unused, beta = 0) and D
+  if (!g.heuristic(workspace.size()))
     throw CudaError(std::string("cuBLASLt found no algorithm for the ") + (in_size == 1 ? "FP8" : "BF16") +
                     " ceiling GEMM");
   const float alpha = 1.0f, beta = 0.0f;
   auto launch = [&] {
-    DSV3_LT_CHECK(cublasLtMatmul(g.handle, g.op, &alpha, a.data(), g.a, b.data(), g.b, &beta, d.data(), g.cd,
-                                 d.data(), g.cd, &heur.algo, workspace.data(), workspace.size(), 0));
+    DSV3_LT_CHECK(cublasLtMatmul(g.handle, g.op, &alpha, a.data(), g.a, b.data(), g.b, &beta, d.data(), g.d,
+                                 d.data(), g.d, &g.algo.algo, workspace.data(), workspace.size(), 0));
   };
   const double t = best(cuda_time(launch, 2, quick ? 3 : 10, quick ? 2 : 5, false));
   d.check_canaries();

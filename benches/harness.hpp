@@ -8,6 +8,8 @@
 //   GBps          component bytes() / time, 1e9 B/s (fewest bytes: inputs read once, outputs written once)
 //   TFLOPps       component flops() / time (when flops() > 0)
 //   frac_ceiling  GBps / measured copy ceiling (device copy for CUDA, memcpy for CPU)
+//   frac_gemm_ceiling  FLOP rate / measured GEMM rate (CUDA: cuBLASLt FP8 8192^3; CPU: Eigen FP64
+//                 on the references' thread count), when flops() > 0
 // Only one case's buffers are alive at a time.
 #pragma once
 
@@ -19,7 +21,7 @@
 namespace dsv3::bench {
 
 struct Ceilings {
-  double cpu_memcpy_gbs = 0, cpu_gemm_gflops = 0;
+  double cpu_memcpy_gbs = 0, cpu_gemm_gflops = 0, cpu_gemm_f64_threads_gflops = 0;
   double gpu_copy_gbs = 0, gpu_bf16_tflops = 0, gpu_fp8_tflops = 0;
   nlohmann::json rows = nlohmann::json::array();  // bundle "ceilings"
 };

@@ -9,7 +9,7 @@ namespace dsv3 {
 nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 nlohmann::json to_json(const CompareReport& r) {
-  return {{"name", r.name},
+  nlohmann::json j = {{"name", r.name},
           {"tolerance", r.tolerance},
           {"pass", r.pass},
           {"message", r.message},
@@ -22,6 +22,8 @@ nlohmann::json to_json(const CompareReport& r) {
           {"cos_dist", json_number(r.cos_dist)},
           {"nmse", json_number(r.nmse)},
           {"worst", {{"index", r.worst_index}, {"got", json_number(r.worst_got)}, {"ref", json_number(r.worst_ref)}}}};
+  if (!r.metric.empty()) j["metric"] = {{"name", r.metric}, {"value", json_number(r.metric_value)}};
+  return j;
 }
 
 nlohmann::json to_json(const CaseResult& r) {

@@ -15,6 +15,12 @@ std::string skip_reason(const Variant& v, const Case& c) {
   return v.unsupported(c);
 }
 
+const Tensor* Checker::RefEntry::aid(const std::string& name) const {
+  for (const Tensor& t : aids)
+    if (t.name() == name) return &t;
+  return nullptr;
+}
+
 const Checker::RefEntry& Checker::reference(const Component& comp, const Case& c) {
   const std::string key = comp.name + "|" + c.id;
   if (key == cached_key_) return cached_;
@@ -26,7 +32,8 @@ const Checker::RefEntry& Checker::reference(const Component& comp, const Case& c
   auto runner = ref.prepare(c, io);
   runner->run();
   runner->fetch();
-  cached_ = RefEntry{std::move(io.in), std::move(io.out)};
+  cached_ = RefEntry{std::move(io.in), std::move(io.out), {}};
+  if (comp.check_aids) cached_.aids = comp.check_aids(c, cached_.inputs, cached_.outputs);
   cached_key_ = key;
   return cached_;
 }
@@ -43,12 +50,23 @@ CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c
     runner->fetch();
     r.status = Status::pass;
     for (std::size_t i = 0; i < ref.outputs.size(); ++i) {
-      CompareReport rep = compare_tensors(io.out.at(i), ref.outputs[i], v.tolerance_for(ref.outputs[i].name()));
+      const std::string& name = ref.outputs[i].name();
+      CompareReport rep = compare_tensors(io.out.at(i), ref.outputs[i], v.tolerance_for(name), ref.aid("magnitude:" + name),
+                                          ref.aid("exact:" + name));
       if (!rep.pass && r.status == Status::pass) {
         r.status = Status::fail;
         r.reason = rep.name + ": " + rep.message;
       }
       r.outputs.push_back(std::move(rep));
+    }
+    if (comp.extra_checks) {
+      for (CompareReport& rep : comp.extra_checks(c, ref.aids, io.out)) {
+        if (!rep.pass && r.status == Status::pass) {
+          r.status = Status::fail;
+          r.reason = rep.name + ": " + rep.message;
+        }
+        r.outputs.push_back(std::move(rep));
+      }
     }
     for (std::size_t i = 0; i < ref.inputs.size(); ++i) {
       if (std::memcmp(io.in[i].raw(), ref.inputs[i].raw(), ref.inputs[i].nbytes()) != 0 && r.status == Status::pass) {

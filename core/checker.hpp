@@ -28,12 +28,16 @@ class Checker {
  public:
   CaseResult check(const Component& comp, const Variant& v, const Case& c);
 
- private:
+  // The case's inputs, reference outputs and check aids (Component::check_aids), computed once
+  // per case: callers go case-major, so each case's reference runs once for all its variants.
   struct RefEntry {
-    std::vector<Tensor> inputs, outputs;
+    std::vector<Tensor> inputs, outputs, aids;
+    const Tensor* aid(const std::string& name) const;  // nullptr when absent
   };
   const RefEntry& reference(const Component& comp, const Case& c);
-  // The last case's reference results: callers go case-major, so each case's reference runs once.
+
+ private:
+  // The last case's reference results.
   std::string cached_key_;
   RefEntry cached_;
 };

@@ -55,12 +55,23 @@ Tolerance Tolerance::abs_rel(double atol, double rtol, std::string why) {
   return t;
 }
 
+Tolerance Tolerance::bounded_by(double eps, double rtol, bool exact_where_proven, std::string why) {
+  Tolerance t;
+  t.kind = Kind::bounded;
+  t.eps = eps;
+  t.rtol = rtol;
+  t.exact_where_proven = exact_where_proven;
+  t.reason = std::move(why);
+  return t;
+}
+
 std::string Tolerance::describe() const {
   std::string s;
   switch (kind) {
     case Kind::exact: s = "exact"; break;
     case Kind::ulps: s = "<= " + fmt_num(ulps) + " ulp " + std::string(dtype_name(fmt)); break;
     case Kind::absrel: s = "atol " + fmt_num(atol) + " | rtol " + fmt_num(rtol); break;
+    case Kind::bounded: s = fmt_num(eps) + " * magnitude + " + fmt_num(rtol) + " * |ref|" + (exact_where_proven ? " (exact where proven)" : ""); break;
   }
   if (max_cos_dist >= 0) s += ", cos_dist <= " + fmt_num(max_cos_dist);
   if (max_nmse >= 0) s += ", nmse <= " + fmt_num(max_nmse);
@@ -76,11 +87,23 @@ double ulp_in(DType fmt, double ref) {
   return std::ldexp(1.0, exponent - f.mbits);
 }
 
-CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolerance& tol) {
+CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolerance& tol, const Tensor* magnitude,
+                              const Tensor* exact_mask) {
   CompareReport r;
   r.name = ref.name();
   r.tolerance = tol.describe();
   r.n = ref.numel();
+  if (tol.kind == Tolerance::Kind::bounded &&
+      (!magnitude || magnitude->dtype() != DType::f32 || magnitude->shape() != ref.shape())) {
+    r.message = "tolerance 'bounded' needs an f32 magnitude tensor of shape " + shape_to_string(ref.shape()) +
+                (magnitude ? ", got " + magnitude->describe() : std::string(", and the component gave none"));
+    return r;
+  }
+  if (exact_mask && (exact_mask->dtype() != DType::u8 || exact_mask->shape() != ref.shape())) {
+    r.message = "exact mask must be u8 " + shape_to_string(ref.shape()) + ", got " + exact_mask->describe();
+    return r;
+  }
+  const bool use_mask = tol.kind == Tolerance::Kind::bounded && tol.exact_where_proven && exact_mask;
   if (got.dtype() != ref.dtype() || got.shape() != ref.shape()) {
     r.message = "expected " + std::string(dtype_name(ref.dtype())) + " " +
                 shape_to_string(ref.shape()) + ", got " + std::string(dtype_name(got.dtype())) +
@@ -127,6 +150,18 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
           ratio = allowed > 0 ? d / allowed : (d > 0 ? INFINITY : 0);
           break;
         }
+        case Tolerance::Kind::bounded: {
+          const double mag = magnitude->get(i);
+          if (use_mask && exact_mask->get(i) != 0) {  // proved exact by the component: identical bits only
+            bad = std::memcmp(gb + i * esize, rb + i * esize, esize) != 0;
+            ratio = bad ? std::max(d, 1e-300) * 1e300 : 0;
+            break;
+          }
+          const double allowed = tol.eps * mag + tol.rtol * std::fabs(e);
+          bad = d > allowed;
+          ratio = allowed > 0 ? d / allowed : (d > 0 ? INFINITY : 0);
+          break;
+        }
       }
     }
     r.mismatches += bad;
@@ -152,6 +187,18 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
     r.message = "NMSE " + fmt_num(r.nmse) + " > " + fmt_num(tol.max_nmse);
   r.pass = r.message.empty();
   return r;
+}
+
+double calc_diff(const Tensor& x, const Tensor& y) {
+  if (x.numel() != y.numel()) return NAN;
+  double xy = 0, xx_yy = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double a = x.get(i), b = y.get(i);
+    if (!std::isfinite(a) || !std::isfinite(b)) return NAN;
+    xy += a * b;
+    xx_yy += a * a + b * b;
+  }
+  return xx_yy > 0 ? 1.0 - 2.0 * xy / xx_yy : 0.0;
 }
 
 CompareReport compare_index_sets(const Tensor& got, const Tensor& ref, const Tensor& scores,

@@ -7,6 +7,11 @@
 //       exact   identical bit patterns (codes), the rule for quantizers and codecs;
 //       ulps    |got - ref| <= n * ulp_fmt(ref), ulp in the output format `fmt`;
 //       absrel  |got - ref| <= atol  or  |got - ref| <= rtol * |ref|;
+//       bounded |got - ref| <= eps * mag[i] + rtol * |ref|, where mag is a per-element magnitude
+//               the component derives for the case (e.g. an upper bound of sum_k |a_k b_k| for a
+//               dot product: the classic bound |fl(a.b) - a.b| <= eps * sum |a_k b_k|); where the
+//               component also proved an element exact (exact mask != 0) and the tolerance has
+//               exact_where_proven, only identical bits pass;
 //  4. optional whole-tensor bounds: cosine distance and NMSE.
 // The worst element (largest |got-ref| / allowed) is reported with its N-d coordinates.
 #pragma once
@@ -20,11 +25,13 @@
 namespace dsv3 {
 
 struct Tolerance {
-  enum class Kind : uint8_t { exact, ulps, absrel };
+  enum class Kind : uint8_t { exact, ulps, absrel, bounded };
   Kind kind = Kind::exact;
   double ulps = 0;             // kind == ulps
   DType fmt = DType::f32;      // format the ulps are counted in
-  double atol = 0, rtol = 0;   // kind == absrel
+  double atol = 0, rtol = 0;   // kind == absrel (rtol also for bounded)
+  double eps = 0;              // kind == bounded: factor on the magnitude
+  bool exact_where_proven = false;  // kind == bounded: elements the exact mask marks must match bit for bit
   double max_cos_dist = -1;    // < 0: not checked
   double max_nmse = -1;        // < 0: not checked
   std::string reason;          // one line: why this bound is right
@@ -32,6 +39,7 @@ struct Tolerance {
   static Tolerance bit_exact(std::string why);
   static Tolerance in_ulps(double n, DType fmt, std::string why);
   static Tolerance abs_rel(double atol, double rtol, std::string why);
+  static Tolerance bounded_by(double eps, double rtol, bool exact_where_proven, std::string why);
   std::string describe() const;  // "exact", "<= 1 ulp bf16", "atol 1e-5 | rtol 1e-3"
 };
 
@@ -44,9 +52,18 @@ struct CompareReport {
   double max_abs = 0, max_rel = 0, cos_dist = 0, nmse = 0;
   std::vector<int64_t> worst_index;
   double worst_got = 0, worst_ref = 0;
+  std::string metric;          // a check's own whole-tensor metric (e.g. "calc_diff"), empty if none
+  double metric_value = 0;
 };
 
-CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolerance& tol);
+// `magnitude` (f32, ref's shape) is required by Tolerance::bounded and ignored otherwise;
+// `exact_mask` (u8, ref's shape, optional) marks the elements the component proved exact.
+CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolerance& tol,
+                              const Tensor* magnitude = nullptr, const Tensor* exact_mask = nullptr);
+
+// DeepGEMM's calc_diff: 1 - 2 sum(x y) / sum(x^2 + y^2), in FP64 (0 for identical tensors; NaN
+// when either holds a non-finite value).
+double calc_diff(const Tensor& x, const Tensor& y);
 
 // Size of one unit in the last place of `ref` in format `fmt` (subnormal spacing below the
 // normal range). For f32 the float32 ulp.

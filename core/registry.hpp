@@ -80,6 +80,15 @@ struct Component {
   std::function<double(const Case&)> flops = [](const Case&) { return 0.0; };
   // Optional numerics study written into the bundle's "studies" (name -> rows); quick = smaller.
   std::function<nlohmann::json(bool quick)> study;
+  // Optional check aids, computed once per case from the inputs and the reference outputs and
+  // cached with them: a tensor named "magnitude:<output>" (f32, the output's shape) is the
+  // per-element magnitude that Tolerance::bounded multiplies; others serve extra_checks.
+  std::function<std::vector<Tensor>(const Case&, const std::vector<Tensor>& in,
+                                    const std::vector<Tensor>& ref_out)> check_aids;
+  // Optional checks of a variant's outputs beyond each output's tolerance (e.g. against a second,
+  // higher-precision reference among the aids); a report that fails fails the case.
+  std::function<std::vector<CompareReport>(const Case&, const std::vector<Tensor>& aids,
+                                           const std::vector<Tensor>& got)> extra_checks;
 };
 
 class Registry {

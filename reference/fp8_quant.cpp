@@ -1,12 +1,14 @@
 // FP8 fine-grained quantization: CPU reference. Semantics are documented in fp8_quant.hpp.
 // Written for clarity, one tile at a time; this is the specification the CUDA variants match
-// bit for bit.
+// bit for bit. Threaded over rows (or 128-row blocks, or channels for the retile) with
+// parallel_for: each chunk writes only its own tiles, so results are identical for any thread count.
 #include "reference/fp8_quant.hpp"
 
 #include <cmath>
 #include <stdexcept>
 
 #include "core/fp8_math.hpp"
+#include "core/parallel.hpp"
 
 namespace dsv3::fp8 {
 namespace fm = fp8math;
@@ -63,11 +65,13 @@ void quant_1x128(const Tensor& x, Tensor& codes, Tensor& scales, const Params& p
   require_tensor(scales, DType::f32, {p.m, tiles(p.k)}, "fp8 quant_1x128 output scales");
   auto c = codes.span<uint8_t>();
   auto s = scales.span<float>();
-  for (int64_t r = 0; r < p.m; ++r)          // token
-    for (int64_t kb = 0; kb < tiles(p.k); ++kb)  // 1x128 tile
-      s[r * tiles(p.k) + kb] = quantize_tile(
-          r, r + 1, kb * kTile, std::min(p.k, (kb + 1) * kTile), p.k, p,
-          [&](int64_t i) { return as_f32(x, i); }, [&](int64_t i, uint8_t v) { c[i] = v; });
+  parallel_for(p.m, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)             // token
+      for (int64_t kb = 0; kb < tiles(p.k); ++kb)  // 1x128 tile
+        s[r * tiles(p.k) + kb] = quantize_tile(
+            r, r + 1, kb * kTile, std::min(p.k, (kb + 1) * kTile), p.k, p,
+            [&](int64_t i) { return as_f32(x, i); }, [&](int64_t i, uint8_t v) { c[i] = v; });
+  }, 16);
 }
 
 void quant_128x128(const Tensor& w, Tensor& codes, Tensor& scales, const Params& p) {
@@ -76,11 +80,13 @@ void quant_128x128(const Tensor& w, Tensor& codes, Tensor& scales, const Params&
   require_tensor(scales, DType::f32, {tiles(p.m), tiles(p.k)}, "fp8 quant_128x128 output scales");
   auto c = codes.span<uint8_t>();
   auto s = scales.span<float>();
-  for (int64_t mb = 0; mb < tiles(p.m); ++mb)      // 128x128 block row
-    for (int64_t kb = 0; kb < tiles(p.k); ++kb)    // block column
-      s[mb * tiles(p.k) + kb] = quantize_tile(
-          mb * kTile, std::min(p.m, (mb + 1) * kTile), kb * kTile, std::min(p.k, (kb + 1) * kTile),
-          p.k, p, [&](int64_t i) { return as_f32(w, i); }, [&](int64_t i, uint8_t v) { c[i] = v; });
+  parallel_for(tiles(p.m), [&](int64_t b0, int64_t b1) {
+    for (int64_t mb = b0; mb < b1; ++mb)            // 128x128 block row
+      for (int64_t kb = 0; kb < tiles(p.k); ++kb)  // block column
+        s[mb * tiles(p.k) + kb] = quantize_tile(
+            mb * kTile, std::min(p.m, (mb + 1) * kTile), kb * kTile, std::min(p.k, (kb + 1) * kTile),
+            p.k, p, [&](int64_t i) { return as_f32(w, i); }, [&](int64_t i, uint8_t v) { c[i] = v; });
+  });
 }
 
 void dequant(const Tensor& codes, const Tensor& scales, Tensor& y, const Params& p) {
@@ -90,11 +96,13 @@ void dequant(const Tensor& codes, const Tensor& scales, Tensor& y, const Params&
   require_tensor(y, DType::bf16, {p.m, p.k}, "fp8 dequant output y");
   auto out = y.span<uint16_t>();
   auto s = scales.span<const float>();
-  for (int64_t r = 0; r < p.m; ++r)
-    for (int64_t c = 0; c < p.k; ++c) {
-      const float scale = s[(block ? r / kTile : r) * tiles(p.k) + c / kTile];
-      out[r * p.k + c] = f32_to_bf16(fm::fmul(as_f32(codes, r * p.k + c), scale));  // [M, K]
-    }
+  parallel_for(p.m, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < p.k; ++c) {
+        const float scale = s[(block ? r / kTile : r) * tiles(p.k) + c / kTile];
+        out[r * p.k + c] = f32_to_bf16(fm::fmul(as_f32(codes, r * p.k + c), scale));  // [M, K]
+      }
+  }, 16);
 }
 
 void retile_1x128_to_128x1(const Tensor& codes, const Tensor& scales, Tensor& codes_t,
@@ -111,10 +119,12 @@ void retile_1x128_to_128x1(const Tensor& codes, const Tensor& scales, Tensor& co
     const int64_t c = i / p.m, r = i % p.m;
     return fm::fmul(as_f32(codes, r * p.k + c), s_in[r * tiles(p.k) + c / kTile]);
   };
-  for (int64_t c = 0; c < p.k; ++c)               // channel = row of x^T
-    for (int64_t mb = 0; mb < tiles(p.m); ++mb)   // 128 tokens
-      st[c * tiles(p.m) + mb] = quantize_tile(c, c + 1, mb * kTile, std::min(p.m, (mb + 1) * kTile), p.m,
-                                              p, xt, [&](int64_t i, uint8_t v) { ct[i] = v; });
+  parallel_for(p.k, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)               // channel = row of x^T
+      for (int64_t mb = 0; mb < tiles(p.m); ++mb)   // 128 tokens
+        st[c * tiles(p.m) + mb] = quantize_tile(c, c + 1, mb * kTile, std::min(p.m, (mb + 1) * kTile), p.m,
+                                                p, xt, [&](int64_t i, uint8_t v) { ct[i] = v; });
+  }, 16);
 }
 
 void logfmt_encode(const Tensor& x, Tensor& codes, Tensor& meta, Tensor& fallback, const Params& p) {

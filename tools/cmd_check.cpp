@@ -54,10 +54,12 @@ void print_check_table(const std::vector<CaseResult>& results, bool failures_onl
                   "-", "-", "-", std::string(status_name(r.status)).c_str(), r.reason.c_str());
       continue;
     }
-    for (const auto& o : r.outputs)
-      std::printf("%-58s %-12s %-9s %10.3g %10.3g %10.3g  %-28s %s%s%s\n", r.case_id.c_str(), r.variant.c_str(),
+    for (const auto& o : r.outputs) {
+      const std::string metric = o.metric.empty() ? "" : " (" + o.metric + " " + std::to_string(o.metric_value) + ")";
+      std::printf("%-58s %-12s %-9s %10.3g %10.3g %10.3g  %-28s %s%s%s%s\n", r.case_id.c_str(), r.variant.c_str(),
                   o.name.c_str(), o.max_abs, o.max_rel, o.cos_dist, o.tolerance.c_str(), o.pass ? "pass" : "FAIL",
-                  o.pass ? "" : ": ", o.message.c_str());
+                  metric.c_str(), o.pass ? "" : ": ", o.message.c_str());
+    }
   }
   std::printf("\n%zu pass, %zu fail, %zu skip\n", n[0], n[1], n[2]);
   if (n[2] > 0) {

@@ -75,6 +75,8 @@ void add_run(CLI::App& app) {
         const double v = r.value("value", 0.0);
         if (name == "cpu_memcpy_bandwidth") ceilings.cpu_memcpy_gbs = v;
         if (name == "gpu_copy_bandwidth") ceilings.gpu_copy_gbs = v;
+        if (name == "cpu_eigen_gemm_f64_threads") ceilings.cpu_gemm_f64_threads_gflops = v;
+        if (name == "gpu_cublaslt_fp8_gemm") ceilings.gpu_fp8_tflops = v;
       }
       ceilings.rows = doc["ceilings"];
     }

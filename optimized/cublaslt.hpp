@@ -1,0 +1,42 @@
+// cuBLASLt helpers shared by every cuBLASLt user (GPU ceilings, the fp8_gemm baselines).
+//   DSV3_LT_CHECK(expr)  evaluates a cublasStatus_t expression; on failure throws CudaError
+//                        "<expr> failed at <file>:<line>: <cublasLtGetStatusString> (status N)".
+//   LtMatmul             RAII owner of one matmul's handles (descriptor, layouts, preference);
+//                        heuristic() picks the library's first algorithm or says why none fits.
+// CUDA headers are included: use from .cu files or from host code compiled with the toolkit.
+#pragma once
+
+#include <cublasLt.h>
+
+#include <string>
+
+#include "optimized/cuda_check.hpp"
+
+namespace dsv3 {
+
+void lt_check(cublasStatus_t s, const char* expr, const char* file, int line);
+#define DSV3_LT_CHECK(expr) ::dsv3::lt_check((expr), #expr, __FILE__, __LINE__)
+
+struct LtMatmul {
+  cublasLtHandle_t handle = nullptr;  // owned unless borrowed (see LtMatmul(handle))
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasLtMatmulHeuristicResult_t algo{};
+  bool owns_handle = true;
+
+  LtMatmul();                                    // creates its own handle
+  explicit LtMatmul(cublasLtHandle_t borrowed);  // shares a handle
+  ~LtMatmul();
+  LtMatmul(const LtMatmul&) = delete;
+  LtMatmul& operator=(const LtMatmul&) = delete;
+
+  template <class T> void set(cublasLtMatmulDescAttributes_t attr, const T& v) {
+    DSV3_LT_CHECK(cublasLtMatmulDescSetAttribute(op, attr, &v, sizeof v));
+  }
+  // Picks the first heuristic algorithm within `workspace_bytes`; returns false when the library
+  // offers none (the caller says what was asked for), throws on other errors.
+  bool heuristic(std::size_t workspace_bytes);
+};
+
+}  // namespace dsv3

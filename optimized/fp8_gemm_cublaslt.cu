@@ -1,0 +1,282 @@
+// FP8 GEMM baselines through cuBLASLt (variants of fp8_gemm; reference/fp8_gemm.hpp has the
+// semantics and shape symbols). Grouped layouts run one library call per group, as a user
+// without a grouped kernel would: the baseline for the own grouped kernel.
+//
+//   cublaslt_block       E4M3 A and B with DeepSeek's scales: A (activations) VEC128_32F, B
+//                        (weights) BLK128x128_32F (cuBLAS 12.9+ on sm_90). Skipped, with the
+//                        library's answer, where no algorithm is offered.
+//   cublaslt_per_tensor  E4M3 with one scale per tensor (SCALAR_32F): the dense FP8 ceiling; runs
+//                        the per_tensor cases only (their scale tensors hold one value each).
+//   cublas_bf16          V3's default inference path (model.py gemm_impl = "bf16"): every call
+//                        dequantizes the weight to BF16 (fp8_quant's dequant kernel, as
+//                        weight_dequant does), then a BF16 GEMM with FP32 accumulation. The
+//                        activation is BF16 in that path: here A is dequantized once at prepare.
+// cuBLASLt is column-major: D[M, N] row-major is D^T = B . A^T, so the library's A is our B
+// (TRANSA = T, the only FP8 form) and its B is our A. Scale layouts cuBLASLt expects, written at
+// prepare time from the suite's [M, Kb] / [Nb, Kb] tensors (a production quantizer would write them
+// so): activation scales [Kb][round_up(M, 4)] (token-major), weight scales [Nb][round_up(Kb, 4)].
+// UE8M0 scales are decoded to f32 (exact). Accumulation into C (beta = 1) needs C and D of one
+// type: cases with f32 output only. FAST_ACCUM is left at its default (off).
+// Measured effect: not yet run on a GPU.
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/registry.hpp"
+#include "optimized/cublaslt.hpp"
+#include "optimized/cuda_check.hpp"
+#include "optimized/fp8_quant.cuh"
+#include "reference/fp8_gemm.hpp"
+
+namespace dsv3::fp8gemm {
+namespace {
+
+enum class Baseline { block_scaled, per_tensor, bf16 };
+constexpr std::size_t kWorkspace = std::size_t{32} << 20;
+
+int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+std::vector<float> scales_f32(const Tensor& t) {
+  std::vector<float> v(static_cast<std::size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(t.get(i));
+  return v;
+}
+
+DeviceBuffer upload(const void* host, std::size_t bytes, const std::string& name) {
+  DeviceBuffer b(std::max<std::size_t>(bytes, 1), name);
+  if (bytes) b.upload(host, bytes);
+  return b;
+}
+
+class LtRunner final : public Runner {
+ public:
+  LtRunner(const Params& p, Io& io, Baseline kind) : p_(p), io_(io), kind_(kind) {
+    p_.validate();
+    require_tensors(io_.in, input_specs(p_), "fp8_gemm/cuBLASLt " + p_.to_string() + " inputs");
+    require_tensors(io_.out, output_specs(p_), "fp8_gemm/cuBLASLt " + p_.to_string() + " outputs");
+    calls_ = token_rows(p_, io_.in);
+    const Tensor& a = io_.in[0];
+    const Tensor& b = io_.in[2];
+    a_ = upload(a.raw(), a.nbytes(), "A codes");
+    b_ = upload(b.raw(), b.nbytes(), "B codes");
+    d_ = DeviceBuffer(io_.out[0].nbytes(), "D");
+    d_.poison(0xff);  // NaN in bf16 and f32: rows no call writes stay NaN, as in the reference
+    if (p_.accumulate) d_.upload(io_.in.back().raw(), io_.in.back().nbytes());  // C, updated in place
+    workspace_ = DeviceBuffer(kWorkspace, "cuBLASLt workspace");
+    DSV3_LT_CHECK(cublasLtCreate(&handle_));
+    const std::vector<float> sa = scales_f32(io_.in[1]), sb = scales_f32(io_.in[3]);
+    if (kind_ == Baseline::bf16) prepare_bf16(sa, sb);
+    else prepare_scales(sa, sb);
+    for (const RowRange& c : calls_) add_matmul(c);
+  }
+  ~LtRunner() override {
+    mm_.clear();
+    if (handle_) cublasLtDestroy(handle_);
+  }
+
+  void run() override {
+    const float alpha = 1.0f, beta = p_.accumulate ? 1.0f : 0.0f;
+    std::vector<bool> dequantized(static_cast<std::size_t>(p_.groups()), false);
+    for (std::size_t i = 0; i < calls_.size(); ++i) {
+      const RowRange& c = calls_[i];
+      const void* bptr = b_.as<uint8_t>() + c.g * p_.n * p_.k;
+      const void* aptr = a_.as<uint8_t>() + c.row0 * p_.k;
+      if (kind_ == Baseline::bf16) {
+        if (!dequantized[static_cast<std::size_t>(c.g)]) {  // weight_dequant on every call, as model.py
+          fp8::gpu::dequant(b_.as<uint8_t>() + c.g * p_.n * p_.k, sb32_.as<float>() + c.g * p_.nb() * p_.kb(),
+                            w16_.as<uint16_t>() + c.g * p_.n * p_.k, wq_, cfg_, 0);
+          dequantized[static_cast<std::size_t>(c.g)] = true;
+        }
+        bptr = w16_.as<uint16_t>() + c.g * p_.n * p_.k;
+        aptr = a16_.as<uint16_t>() + c.row0 * p_.k;
+      }
+      void* dptr = d_.as<uint8_t>() + c.row0 * p_.n * static_cast<int64_t>(dtype_size(p_.out));
+      LtMatmul& m = *mm_[i];
+      DSV3_LT_CHECK(cublasLtMatmul(handle_, m.op, &alpha, bptr, m.a, aptr, m.b, &beta, dptr, m.d, dptr, m.d,
+                                   &m.algo.algo, workspace_.data(), workspace_.size(), 0));
+    }
+  }
+
+  void fetch() override {
+    DSV3_CUDA_CHECK(cudaDeviceSynchronize());
+    DSV3_CUDA_CHECK(cudaGetLastError());
+    d_.download(io_.out[0].raw(), io_.out[0].nbytes());
+    for (const DeviceBuffer* b : {&a_, &b_, &d_, &workspace_}) b->check_canaries();
+  }
+
+ private:
+  // Scale tensors in cuBLASLt's layouts (see the header), one per call for A, one per group for B.
+  void prepare_scales(const std::vector<float>& sa, const std::vector<float>& sb) {
+    const int64_t kb = p_.kb(), nb = p_.nb();
+    if (kind_ == Baseline::per_tensor) {
+      const float s[2] = {sa.at(0), sb.at(0)};
+      sa_.emplace_back(upload(&s[0], 4, "scale A"));
+      sb_.emplace_back(upload(&s[1], 4, "scale B"));
+      return;
+    }
+    for (const RowRange& c : calls_) {
+      const int64_t ld = round_up(c.rows, 4);
+      std::vector<float> t(static_cast<std::size_t>(kb * ld), 0.0f);
+      for (int64_t r = 0; r < c.rows; ++r)
+        for (int64_t g = 0; g < kb; ++g)
+          t[static_cast<std::size_t>(g * ld + r)] = sa[static_cast<std::size_t>((c.row0 + r) * kb + g)];
+      sa_.emplace_back(upload(t.data(), t.size() * 4, "A scales (token-major)"));
+    }
+    const int64_t ldk = round_up(kb, 4);
+    for (int64_t g = 0; g < p_.groups(); ++g) {
+      std::vector<float> t(static_cast<std::size_t>(nb * ldk), 0.0f);
+      for (int64_t i = 0; i < nb; ++i)
+        for (int64_t q = 0; q < kb; ++q)
+          t[static_cast<std::size_t>(i * ldk + q)] = sb[static_cast<std::size_t>((g * nb + i) * kb + q)];
+      sb_.emplace_back(upload(t.data(), t.size() * 4, "B scales"));
+    }
+  }
+
+  void prepare_bf16(const std::vector<float>& sa, const std::vector<float>& sb) {
+    cfg_ = fp8::gpu::query_launch_cfg();
+    sb32_ = upload(sb.data(), sb.size() * 4, "B scales f32");
+    w16_ = DeviceBuffer(static_cast<std::size_t>(p_.groups() * p_.n * p_.k) * 2, "B dequantized bf16");
+    a16_ = DeviceBuffer(static_cast<std::size_t>(p_.a_rows() * p_.k) * 2, "A dequantized bf16");
+    DeviceBuffer sa32 = upload(sa.data(), sa.size() * 4, "A scales f32");
+    fp8::Params aq;
+    aq.op = fp8::Op::dequant_1x128;
+    aq.m = p_.a_rows();
+    aq.k = p_.k;
+    wq_.op = fp8::Op::dequant_128x128;
+    wq_.m = p_.n;
+    wq_.k = p_.k;
+    for (const fp8::Params& q : {aq, wq_})
+      if (const std::string why = fp8::gpu::unsupported_reason(q); !why.empty()) throw std::invalid_argument(why);
+    fp8::gpu::dequant(a_.as<uint8_t>(), sa32.as<float>(), a16_.as<uint16_t>(), aq, cfg_, 0);
+    DSV3_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  void add_matmul(const RowRange& c) {
+    auto m = std::make_unique<LtMatmul>(handle_);
+    const cudaDataType_t in = kind_ == Baseline::bf16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
+    const cudaDataType_t out = p_.out == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    DSV3_LT_CHECK(cublasLtMatmulDescCreate(&m->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    m->set(CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+    m->set(CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+    if (kind_ != Baseline::bf16) {
+      const std::size_t i = &c - calls_.data();
+      const void* sa = kind_ == Baseline::per_tensor ? sa_[0].data() : sa_[i].data();
+      const void* sb = kind_ == Baseline::per_tensor ? sb_[0].data() : sb_[static_cast<std::size_t>(c.g)].data();
+      if (kind_ == Baseline::block_scaled) {
+        m->set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F);
+        m->set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F);
+      }
+      m->set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, sb);  // the library's A is our B
+      m->set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, sa);
+    }
+    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->a, in, p_.k, p_.n, p_.k));     // our B [N, K]
+    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->b, in, p_.k, c.rows, p_.k));   // our A rows [rows, K]
+    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->d, out, p_.n, c.rows, p_.n));  // D rows [rows, N]
+    if (!m->heuristic(kWorkspace))
+      throw std::runtime_error("cuBLASLt offers no algorithm for " + p_.to_string() + " (call of " +
+                               std::to_string(c.rows) + " rows)");
+    mm_.push_back(std::move(m));
+  }
+
+  Params p_;
+  Io& io_;
+  Baseline kind_;
+  std::vector<RowRange> calls_;
+  cublasLtHandle_t handle_ = nullptr;
+  std::vector<std::unique_ptr<LtMatmul>> mm_;
+  DeviceBuffer a_, b_, d_, workspace_, sb32_, w16_, a16_;
+  std::vector<DeviceBuffer> sa_, sb_;
+  fp8::gpu::LaunchCfg cfg_;
+  fp8::Params wq_;
+};
+
+// Whether this GPU and cuBLASLt offer block-scaled FP8 (probed once on a 256x256x256 problem).
+const std::string& block_scaling_unsupported() {
+  static std::once_flag once;
+  static std::string why;
+  std::call_once(once, [] {
+    try {
+      LtMatmul m;
+      DSV3_LT_CHECK(cublasLtMatmulDescCreate(&m.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+      m.set(CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+      m.set(CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+      m.set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F);
+      m.set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F);
+      DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.a, CUDA_R_8F_E4M3, 256, 256, 256));
+      DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.b, CUDA_R_8F_E4M3, 256, 256, 256));
+      DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.d, CUDA_R_16BF, 256, 256, 256));
+      if (!m.heuristic(kWorkspace))
+        why = "cuBLASLt " + std::to_string(cublasLtGetVersion()) +
+              " offers no algorithm for FP8 with VEC128_32F / BLK128x128_32F scales on this GPU";
+    } catch (const std::exception& e) {
+      why = std::string("cuBLASLt block scaling probe failed: ") + e.what();
+    }
+  });
+  return why;
+}
+
+Variant lt_variant(const std::string& name, Baseline kind, const std::string& description) {
+  Variant v;
+  v.component = "fp8_gemm";
+  v.name = name;
+  v.description = description;
+  v.backend = Backend::cuda;
+  v.unsupported = [kind](const Case& c) -> std::string {
+    const Params& p = c.as<Params>();
+    if (p.accumulate && p.out != DType::f32) return "cuBLASLt accumulates into C of D's type: f32 output only";
+    if (kind == Baseline::per_tensor && !p.per_tensor) return "per-tensor scales only (the per_tensor cases)";
+    if (kind == Baseline::per_tensor && p.layout != Layout::dense) return "dense only";
+    if (kind == Baseline::block_scaled) return block_scaling_unsupported();
+    return "";
+  };
+  v.prepare = [kind](const Case& c, Io& io) -> std::unique_ptr<Runner> {
+    return std::make_unique<LtRunner>(c.as<Params>(), io, kind);
+  };
+  return v;
+}
+
+// Tolerance reasons (docs/fp8-gemm.md derives them).
+constexpr double kRtolOut = 0x1p-8;  // the two outputs' bf16 roundings: |bf16(x) - bf16(y)| <= |x - y| + 2^-8 |y|
+// Tensor cores sum each 128-wide group in 4 steps of 32 products; each step aligns at most 33
+// terms (the running sum included) to the largest and keeps >= 13 fraction bits (ISCA §3.1.1), so
+// a group's error is below 4 * 33 * 2^-13 of its sum of |a_k b_k|; the FP32 scale steps add
+// (Kb + 2) * 2^-24 <= 2^-16 of it.
+constexpr double kEpsFp8 = 132.0 / 8192.0 + 0x1p-16;
+// BF16 path: each dequantized operand rounded to bf16 (2^-9 relative each, 2^-8 per product),
+// then FP32 tensor-core accumulation over all of K (assumed >= 20 bits kept per 16-wide step:
+// K/16 * 17 * 2^-20 <= 2^-3.9 for K = 16384 is too loose to be useful, so the bound assumes the
+// cuBLAS BF16 path keeps FP32 precision up to 2^-14 per product: stated as an assumption).
+constexpr double kEpsBf16 = 0x1p-8 + 0x1p-14;
+
+}  // namespace
+}  // namespace dsv3::fp8gemm
+
+void dsv3_register_fp8_gemm_cuda() {
+  using namespace dsv3;
+  using namespace dsv3::fp8gemm;
+  Variant block = lt_variant("cublaslt_block", Baseline::block_scaled,
+                             "cuBLASLt FP8, A VEC128_32F + B BLK128x128_32F scales (DeepSeek's recipe), one call per group");
+  block.tolerances["*"] = Tolerance::bounded_by(
+      kEpsFp8, kRtolOut, true,
+      "eps = 4 steps x 33 aligned terms x 2^-13 (13 fraction bits kept per 32-wide step) + FP32 scale steps, times "
+      "the Cauchy-Schwarz magnitude; + 2^-8 |ref| for bf16 output; exact where the case proves it (small_ints)");
+  Registry::instance().add(std::move(block));
+  Variant pt = lt_variant("cublaslt_per_tensor", Baseline::per_tensor,
+                          "cuBLASLt FP8 with one scale per tensor: the dense FP8 ceiling (per_tensor cases)");
+  pt.tolerances["*"] = Tolerance::bounded_by(
+      kEpsFp8, kRtolOut, true,
+      "as cublaslt_block, assuming cuBLASLt promotes at least every 128 of K with FAST_ACCUM off (not documented "
+      "by NVIDIA; the exact small_ints case tests it)");
+  Registry::instance().add(std::move(pt));
+  Variant bf16 = lt_variant("cublas_bf16", Baseline::bf16,
+                            "V3's default path: weight dequantized to BF16 every call, cuBLASLt BF16 GEMM");
+  bf16.tolerances["*"] = Tolerance::bounded_by(
+      kEpsBf16, kRtolOut, false,
+      "eps = 2^-8 (both operands rounded to bf16) + 2^-14 (FP32 accumulation, an assumption about cuBLAS), "
+      "times the magnitude; + 2^-8 |ref| for bf16 output");
+  Registry::instance().add(std::move(bf16));
+}
