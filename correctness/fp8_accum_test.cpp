@@ -121,6 +121,21 @@ TEST(Fp8AccumModel, WriteBackRounding) {
   EXPECT_EQ(mma_step(0.0f, a, b, 3, make(13, Rounding::truncate, true)), 64.0f);
 }
 
+// Product exponent source, frac_bits 13, acc 0, b = 1.875: products 448 x 1.875 = 840 (leading bit
+// 2^9, operand exponents 8 + 0) and 2^-5 x 1.875 = 0.05859375.
+//   value:    E = 9, grid 2^-4: 0.05859375 = 0.9375 units -> trunc 0: 840.
+//   operands: E = 8, grid 2^-5: 1.875 units -> trunc 1: 840 + 2^-5 = 840.03125.
+TEST(Fp8AccumModel, ProductExponentFromValueOrOperands) {
+  const float a[2] = {448.0f, 0.03125f}, b[2] = {1.875f, 1.875f};
+  Model m = make(13, Rounding::truncate, true);
+  EXPECT_EQ(mma_step(0.0f, a, b, 2, m), 840.0f);
+  m.align_exponent = ExpSource::operands;
+  EXPECT_EQ(mma_step(0.0f, a, b, 2, m), 840.03125f);
+  EXPECT_EQ(m.to_string(), "c32 f13 trunc accin wb=rne nc=never opexp");
+  const double p[2] = {840.0, 0.05859375};
+  EXPECT_THROW(mma_step_products(0.0f, p, nullptr, 2, m), std::invalid_argument);
+}
+
 // promote_every = chunk: every step starts from +0 and is added into an FP32 sum with IEEE RNE,
 // i.e. dot == sum over chunks of fp32(mma_step(0, chunk)) accumulated in FP32.
 TEST(Fp8AccumModel, PromoteEveryChunkIsPerChunkFp32Accumulation) {

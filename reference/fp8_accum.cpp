@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cfloat>
+#include <climits>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -75,6 +76,7 @@ std::string Model::to_string() const {
   if (promote_every) os << promote_every;
   else os << "never";
   if (flush_subnormals) os << " ftz";
+  if (align_exponent == ExpSource::operands) os << " opexp";
   return os.str();
 }
 
@@ -116,17 +118,26 @@ float round_to_f32(__int128 s, int e, Rounding r, bool flush_subnormals) {
   return neg ? -f : f;
 }
 
-float mma_step_products(float acc, const double* p, int n, const Model& m) {
+int e4m3_exponent(float x) { return std::max(std::ilogb(x), -6); }
+
+float mma_step_products(float acc, const double* p, const int* pexp, int n, const Model& m) {
   if (n < 0 || n > 256) throw std::invalid_argument("fp8_accum: a step has at most 256 products");
+  const bool opexp = m.align_exponent == ExpSource::operands;
+  if (opexp && pexp == nullptr) throw std::invalid_argument("fp8_accum: align_exponent = operands needs the exponents");
   Exact terms[257];
-  int nt = 0;
+  int nt = 0, emax = INT_MIN;
   for (int i = 0; i < n; ++i)
-    if (p[i] != 0) terms[nt++] = split(p[i]);
+    if (p[i] != 0) {
+      terms[nt] = split(p[i]);
+      emax = std::max(emax, opexp ? pexp[i] : terms[nt].lead());
+      ++nt;
+    }
   const Exact a = split(acc);
-  if (m.acc_in_alignment && acc != 0) terms[nt++] = a;
+  if (m.acc_in_alignment && acc != 0) {
+    terms[nt++] = a;
+    emax = std::max(emax, a.lead());
+  }
   if (nt == 0) return acc;  // nothing to add: acc (with its sign of zero)
-  int emax = terms[0].lead();
-  for (int i = 1; i < nt; ++i) emax = std::max(emax, terms[i].lead());
   const int grid = emax - m.frac_bits;  // aligned values are integers times 2^grid
   __int128 sum = 0;
   for (int i = 0; i < nt; ++i)  // terms[i].e < grid always (53-bit significands, frac_bits <= 40)
@@ -159,9 +170,13 @@ float mma_step_products(float acc, const double* p, int n, const Model& m) {
 
 float mma_step(float acc, const float* a, const float* b, int n, const Model& m) {
   double p[256];
+  int e[256];
   if (n < 0 || n > m.chunk || n > 256) throw std::invalid_argument("fp8_accum: mma_step n must be in [0, chunk]");
-  for (int i = 0; i < n; ++i) p[i] = static_cast<double>(a[i]) * static_cast<double>(b[i]);  // exact
-  return mma_step_products(acc, p, n, m);
+  for (int i = 0; i < n; ++i) {
+    p[i] = static_cast<double>(a[i]) * static_cast<double>(b[i]);  // exact
+    e[i] = p[i] != 0 ? e4m3_exponent(a[i]) + e4m3_exponent(b[i]) : 0;
+  }
+  return mma_step_products(acc, p, e, n, m);
 }
 
 float dot(const float* a, const float* b, int64_t k, const Model& m) {

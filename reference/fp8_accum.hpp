@@ -7,7 +7,10 @@
 // One MMA step (mma_step) on an FP32 accumulator `acc` and n <= chunk products p_i = a_i * b_i:
 //   1. p_i is exact (E4M3 significands have 4 bits, a product has at most 8 significant bits).
 //   2. The alignment set is {p_i} (and acc when acc_in_alignment); zeros do not take part.
-//      E = max over the set of floor(log2 |x|) (the leading-bit exponent).
+//      E = max over the set of each member's alignment exponent: floor(log2 |x|) (the leading bit),
+//      or, with align_exponent = operands, ea + eb for a product (E4M3 exponents, subnormals -6:
+//      what an adder that aligns before normalising the product would use; such a product may
+//      then reach 2^(E + 2), and keeps up to frac_bits + 1 fraction bits).
 //   3. Every member is rounded to an integer multiple of the grid 2^(E - frac_bits) with
 //      `align_rounding` (truncate = toward zero on the magnitude, floor = two's-complement
 //      truncation toward -inf, nearest_even); the largest member keeps frac_bits fraction bits.
@@ -36,6 +39,11 @@
 
 namespace dsv3::fp8accum {
 
+enum class ExpSource : uint8_t {
+  value,     // a product's leading-bit exponent floor(log2 |a b|)
+  operands,  // the sum of the operands' E4M3 exponents, max(floor(log2 |x|), -6) each
+};
+
 enum class Rounding : uint8_t {
   truncate,      // toward zero on the magnitude (sign-magnitude truncation)
   floor,         // toward -infinity (two's-complement truncation)
@@ -51,6 +59,7 @@ struct Model {
   Rounding writeback = Rounding::nearest_even;   // chunk result -> FP32 accumulator (truncate or nearest_even)
   int promote_every = 0;                      // N_C: FP32 promotion every N_C elements of K; 0 = never
   bool flush_subnormals = false;              // FP32 results below 2^-126 flushed to signed zero
+  ExpSource align_exponent = ExpSource::value;  // which exponent of a product sets E (see above)
   std::string to_string() const;              // e.g. "c32 f13 trunc accin wb=rne nc=128"
   void validate() const;                      // throws std::invalid_argument naming the field
 };
@@ -61,8 +70,10 @@ Model v3_report_model(int promote_every);
 
 // One MMA step: acc + sum_{i<n} a_i b_i under the model (n <= m.chunk; promote_every ignored).
 float mma_step(float acc, const float* a, const float* b, int n, const Model& m);
-// Same, with the products given directly (each must be exact in double, e.g. a_i * b_i).
-float mma_step_products(float acc, const double* p, int n, const Model& m);
+// Same, with the products given directly (each must be exact in double, e.g. a_i * b_i); for
+// align_exponent = operands, `pexp` gives each product's alignment exponent (else may be null).
+float mma_step_products(float acc, const double* p, const int* pexp, int n, const Model& m);
+int e4m3_exponent(float x);  // max(floor(log2 |x|), -6), x != 0
 
 // The dot product of length k under the model, including promotion.
 float dot(const float* a, const float* b, int64_t k, const Model& m);

@@ -108,6 +108,12 @@ std::vector<Probe> make_probes() {
     ps.push_back(make_probe("q75_" + std::to_string(f), "256 + 31 x 0.75 units: RNE rounds each up", 0, 1, {q}));
     ps.push_back(make_probe("nq75_" + std::to_string(f), "256 - 31 x 0.75 units: sign of truncation", 0, 1, {nq}));
   }
+  for (int f = 10; f <= 17; ++f) {  // 448 x 1.875 = 840: value exponent 9, operand exponents 8 + 0
+    std::vector<double> a(kProbeK, std::ldexp(1.0, 8 - f));
+    a[0] = 448;
+    ps.push_back(make_probe("opexp_" + std::to_string(f), "b = 1.875, 448 + 31 x 2^(8-f): product exponent from value or operands",
+                            0, 1.875, {a}));
+  }
   ps.push_back(make_probe("cancel", "256 - 256 + 0.1875: aligned before cancelling", 0, 1, {{256, -256, 0.1875}}));
   ps.push_back(make_probe("cancel_neg", "-256 + 256 - 0.1875", 0, 1, {{-256, 256, -0.1875}}));
   for (double a0 : {1.0, 3.0, 5.0, -1.0, -3.0})
@@ -135,31 +141,33 @@ std::vector<Probe> make_probes() {
 
 std::vector<Model> candidate_models() {
   std::vector<Model> ms;
-  for (int chunk : {32, 16})
-    for (int f = 10; f <= 24; ++f)
-      for (Rounding r : {Rounding::truncate, Rounding::floor, Rounding::nearest_even})
-        for (bool accin : {true, false})
-          for (Rounding wb : {Rounding::truncate, Rounding::nearest_even})
-            for (bool ftz : {false, true}) {
-              Model m;
-              m.chunk = chunk;
-              m.frac_bits = f;
-              m.align_rounding = r;
-              m.acc_in_alignment = accin;
-              m.writeback = wb;
-              m.flush_subnormals = ftz;
-              ms.push_back(m);
-            }
+  for (ExpSource es : {ExpSource::value, ExpSource::operands})
+    for (int chunk : {32, 16})
+      for (int f = 10; f <= 24; ++f)
+        for (Rounding r : {Rounding::truncate, Rounding::floor, Rounding::nearest_even})
+          for (bool accin : {true, false})
+            for (Rounding wb : {Rounding::truncate, Rounding::nearest_even})
+              for (bool ftz : {false, true}) {
+                Model m;
+                m.chunk = chunk;
+                m.frac_bits = f;
+                m.align_rounding = r;
+                m.acc_in_alignment = accin;
+                m.writeback = wb;
+                m.flush_subnormals = ftz;
+                m.align_exponent = es;
+                ms.push_back(m);
+              }
   return ms;
 }
 
 float predict(const Probe& p, const Model& m) {
   float acc = p.c;
-  double prod[kProbeK];
-  const double b = e4m3_value(p.b_code);
+  float a[kProbeK], b[kProbeK];
+  for (float& x : b) x = static_cast<float>(e4m3_value(p.b_code));
   for (int s = 0; s < p.steps(); ++s) {
-    for (int k = 0; k < kProbeK; ++k) prod[k] = e4m3_value(p.a_codes[static_cast<std::size_t>(s * kProbeK + k)]) * b;
-    for (int off = 0; off < kProbeK; off += m.chunk) acc = mma_step_products(acc, prod + off, std::min(m.chunk, kProbeK - off), m);
+    for (int k = 0; k < kProbeK; ++k) a[k] = static_cast<float>(e4m3_value(p.a_codes[static_cast<std::size_t>(s * kProbeK + k)]));
+    for (int off = 0; off < kProbeK; off += m.chunk) acc = mma_step(acc, a + off, b + off, std::min(m.chunk, kProbeK - off), m);
   }
   return acc;
 }
