@@ -114,6 +114,14 @@ std::vector<Probe> make_probes() {
     ps.push_back(make_probe("opexp_" + std::to_string(f), "b = 1.875, 448 + 31 x 2^(8-f): product exponent from value or operands",
                             0, 1.875, {a}));
   }
+  for (int f = 12; f <= 15; ++f)  // small products before the big one: lost if aligned with it
+    for (int g : {8, 16}) {
+      std::vector<double> a(kProbeK, 0.0);
+      for (int i = 0; i < g; ++i) a[i] = 0.75 * std::ldexp(1.0, 8 - f);
+      a[g] = 256;
+      ps.push_back(make_probe("group" + std::to_string(g) + "_" + std::to_string(f),
+                              std::to_string(g) + " x 0.75 units, then 256: products aligned per group of " + std::to_string(g) + "?", 0, 1, {a}));
+    }
   ps.push_back(make_probe("cancel", "256 - 256 + 0.1875: aligned before cancelling", 0, 1, {{256, -256, 0.1875}}));
   ps.push_back(make_probe("cancel_neg", "-256 + 256 - 0.1875", 0, 1, {{-256, 256, -0.1875}}));
   for (double a0 : {1.0, 3.0, 5.0, -1.0, -3.0})
@@ -142,7 +150,7 @@ std::vector<Probe> make_probes() {
 std::vector<Model> candidate_models() {
   std::vector<Model> ms;
   for (ExpSource es : {ExpSource::value, ExpSource::operands})
-    for (int chunk : {32, 16})
+    for (int chunk : {32, 16, 8})
       for (int f = 10; f <= 24; ++f)
         for (Rounding r : {Rounding::truncate, Rounding::floor, Rounding::nearest_even})
           for (bool accin : {true, false})

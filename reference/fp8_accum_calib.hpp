@@ -8,8 +8,8 @@
 // positions, which the one-hot sanity probes catch.
 //
 // The host predicts every probe under every candidate model (product exponent from value or
-// operands x chunk 32 or 16 x frac_bits 10..24 x alignment rounding x accumulator-in-alignment x
-// write-back rounding x FP32 subnormal flush: 1440 models) and
+// operands x chunk 32, 16 or 8 x frac_bits 10..24 x alignment rounding x accumulator-in-alignment x
+// write-back rounding x FP32 subnormal flush: 2160 models) and
 // reports the models that match every probe bit for bit, or the closest one and its mismatches.
 // The kernels live in optimized/fp8_accum_probe.cu; run_hardware_probes() (CUDA builds only,
 // reference/cudahost/fp8_accum_hardware.cpp) runs them.
