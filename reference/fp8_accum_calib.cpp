@@ -228,7 +228,7 @@ nlohmann::json analyse(const std::vector<Probe>& probes, const std::vector<Instr
     nlohmann::json verdict = {{"row", "verdict"}, {"instr", run.instr}, {"layout", run.layout},
                               {"layout_ok", rc.layout_ok}, {"sanity_ok", rc.sanity_ok}, {"problems", rc.problems}};
     if (!run.error.empty() || run.values.size() != probes.size()) {
-      verdict["verdict"] = "error: " + (run.error.empty() ? std::string("no results") : run.error);
+      verdict["verdict"] = (run.unavailable ? "unavailable: " : "error: ") + (run.error.empty() ? std::string("no results") : run.error);
       log << run.instr << ": " << verdict["verdict"].get<std::string>() << "\n";
       rows.push_back(verdict);
       continue;

@@ -51,8 +51,9 @@ double exact_value(const Probe& p);             // exact in double for the sanit
 struct InstrRun {
   std::string instr;   // "wgmma.m64n8k32" or "mma.sync.m16n8k32"
   int layout = 0;      // A-fragment packing used (see optimized/fp8_accum_probe.cuh)
-  std::string error;   // non-empty when the run failed (then values is empty)
+  std::string error;   // non-empty when the run failed or could not run (then values is empty)
   std::vector<std::vector<float>> values;  // [probe][register]
+  bool unavailable = false;  // the device cannot run this instruction (error says why): not a failure
 };
 
 // Per-instruction check of a run: layout (all registers equal per probe) and sanity (exact).

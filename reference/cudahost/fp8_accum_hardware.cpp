@@ -24,6 +24,7 @@ std::vector<InstrRun> run_hardware_probes(const std::vector<Probe>& probes, std:
     InstrRun chosen{gpu::instr_name(instr), 0, "", {}};
     if (std::string why = gpu::unavailable_reason(instr); !why.empty()) {
       chosen.error = why;
+      chosen.unavailable = true;
       runs.push_back(chosen);
       continue;
     }
