@@ -179,6 +179,20 @@ TEST(Fp8AccumModel, RoundToF32) {
   EXPECT_EQ(round_to_f32(1, 128, Rounding::truncate), FLT_MAX);
 }
 
+// FP32 subnormal flush: c = 1.5 * 2^-140 (subnormal) plus zero products. Without flush every
+// model returns c (accin: c alone sets E and has 2 significant bits, exact; accout: nothing to
+// add); with flush both return +0.
+TEST(Fp8AccumModel, SubnormalAccumulatorFlush) {
+  const float c = std::ldexp(1.5f, -140), zero[2] = {0.0f, 0.0f};
+  for (bool accin : {true, false}) {
+    Model m = make(13, Rounding::truncate, accin);
+    EXPECT_EQ(mma_step(c, zero, zero, 2, m), c) << m.to_string();
+    m.flush_subnormals = true;
+    EXPECT_EQ(mma_step(c, zero, zero, 2, m), 0.0f) << m.to_string();
+    EXPECT_FALSE(std::signbit(mma_step(c, zero, zero, 2, m)));
+  }
+}
+
 TEST(Fp8AccumModel, ValidateNamesTheField) {
   Model m;
   m.promote_every = 48;

@@ -137,7 +137,8 @@ float mma_step_products(float acc, const double* p, const int* pexp, int n, cons
     terms[nt++] = a;
     emax = std::max(emax, a.lead());
   }
-  if (nt == 0) return acc;  // nothing to add: acc (with its sign of zero)
+  if (nt == 0)  // nothing to add: acc (with its sign of zero), flushed like any written-back result
+    return m.flush_subnormals && std::fabs(acc) < FLT_MIN ? std::copysign(0.0f, acc) : acc;
   const int grid = emax - m.frac_bits;  // aligned values are integers times 2^grid
   __int128 sum = 0;
   for (int i = 0; i < nt; ++i)  // terms[i].e < grid always (53-bit significands, frac_bits <= 40)
