@@ -58,6 +58,16 @@ void Registry::add(Variant v) {
   variants_.push_back(std::make_unique<Variant>(std::move(v)));
 }
 
+void Registry::add_study(Study s) {
+  component(s.component);  // throws if unknown
+  for (auto& existing : studies_)
+    if (existing.name == s.name) {
+      existing = std::move(s);
+      return;
+    }
+  studies_.push_back(std::move(s));
+}
+
 const Component& Registry::component(const std::string& name) const {
   return find_named(const_cast<std::vector<Component>&>(components_), name, "component");
 }

@@ -8,6 +8,8 @@ Reads one or more bundle.json files and writes, into --out:
   correctness.png     per component: stacked pass/fail/skip counts per variant
   fp8_scaling.png     studies.fp8_scaling: SQNR and row_rel_l2 (rel_l2 in older bundles) per distribution/scheme
   fp8_equal_bits.png  studies.fp8_equal_bits: SQNR per distribution/format
+  fp8_accum.png       studies.fp8_accum_model: max (solid) and mean (dashed) relative error vs K,
+                      one line per promotion interval N_C, panels per input kind x frac_bits
 A plot whose data is absent from every bundle is skipped with a note. With several
 bundles, each bundle ("<device or cpu-only> <date>") gets its own bars side by side.
 Nothing is re-run; the plots come from the bundles only.
@@ -237,6 +239,46 @@ def plot_fp8_equal_bits(bundles, out_dir, written):
     save(fig, out_dir, "fp8_equal_bits.png", written)
 
 
+def plot_fp8_accum(bundles, out_dir, written):
+    having = [b for b in bundles if (b.get("studies") or {}).get("fp8_accum_model")]
+    if not having:
+        print("note: no studies.fp8_accum_model in any bundle; skipping fp8_accum.png")
+        return
+    panels = []  # (bundle, input kind, frac_bits, rows)
+    for b in having:
+        rows = [r for r in b["studies"]["fp8_accum_model"] if r.get("kind", "grid") == "grid"]
+        for kind in order((r["input"] for r in rows), ["normal", "outliers", "positive"]):
+            mine = [r for r in rows if r["input"] == kind]
+            for f in sorted({r["frac_bits"] for r in mine}):
+                panels.append((b, kind, f, [r for r in mine if r["frac_bits"] == f]))
+    fracs = sorted({f for _, _, f, _ in panels})
+    kinds = list(dict.fromkeys((b["_label"], k) for b, k, _, _ in panels))
+    fig, axes = plt.subplots(len(kinds), len(fracs), figsize=(4.6 * len(fracs), 3.6 * len(kinds)),
+                             squeeze=False, sharex=True, sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for b, kind, f, rows in panels:
+        ax = axes[kinds.index((b["_label"], kind))][fracs.index(f)]
+        ncs = order((r["n_c"] for r in rows), ["32", "64", "128", "256", "never"])
+        for i, nc in enumerate(ncs):
+            pts = sorted((r["k"], r["max_rel"], r["mean_rel"]) for r in rows if r["n_c"] == nc)
+            ks = [k for k, _, _ in pts]
+            pos = lambda v: v if (finite(v) or 0) > 0 else np.nan  # noqa: E731 - log axes
+            c = colors[i % len(colors)]
+            ax.plot(ks, [pos(m) for _, m, _ in pts], "o-", color=c, label=f"N_C={nc} max")
+            ax.plot(ks, [pos(m) for _, _, m in pts], "--", color=c, alpha=0.6, label=f"N_C={nc} mean")
+        ax.axhline(0.02, color="k", linestyle=":", linewidth=1, label="V3 report ~2% (K=4096, no promotion)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{kind}, frac_bits {f}" + (f" — {b['_label']}" if len(having) > 1 else ""), fontsize=10)
+        ax.set_xlabel("K")
+        ax.set_ylabel("relative error")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8)
+    fig.suptitle("FP8 accumulation model: error vs exact sum (solid max, dashed mean; zero errors not drawn)")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
+    save(fig, out_dir, "fp8_accum.png", written)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="+", metavar="BUNDLE.json", help="result bundle(s); the first one is the baseline")
@@ -247,7 +289,7 @@ def main():
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise UserError(f"{out_dir}: --out exists and is not a folder")
     written = []
-    for fn in (plot_ceilings, plot_benchmarks, plot_correctness, plot_fp8_scaling, plot_fp8_equal_bits):
+    for fn in (plot_ceilings, plot_benchmarks, plot_correctness, plot_fp8_scaling, plot_fp8_equal_bits, plot_fp8_accum):
         fn(bundles, out_dir, written)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0

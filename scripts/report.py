@@ -9,6 +9,7 @@ the speedup against it, and correctness verdicts are lined up by case.
 Nothing is re-run; the report comes from the bundles only.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -18,11 +19,15 @@ from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, 
 
 COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
-PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png"]
+PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png", "fp8_accum.png"]
 
 
 def cell(v):
-    """A Markdown table cell: numbers via fmt_num, text with | < and newlines escaped."""
+    """A Markdown table cell: numbers via fmt_num, lists joined, objects as JSON, text with | < and newlines escaped."""
+    if isinstance(v, list):
+        v = "; ".join(x if isinstance(x, str) else json.dumps(x) for x in v)
+    elif isinstance(v, dict):
+        v = json.dumps(v)
     if not isinstance(v, str):
         v = fmt_num(v)
     return v.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ") or " "
@@ -209,11 +214,47 @@ def benchmark_section(bundles):
     return out
 
 
+def accum_summary(bundles):
+    """Headlines of the FP8 accumulation studies: K = 4096 errors and the hardware verdict."""
+    out = []
+    for b in bundles:
+        st = b.get("studies") or {}
+        suffix = f" — {b['_label']}" if len(bundles) > 1 else ""
+        model = [r for r in st.get("fp8_accum_model") or [] if r.get("k") == 4096 and r.get("kind", "grid") == "grid"
+                 and r.get("n_c") in ("128", "never")]
+        if model:
+            out += [f"### FP8 accumulation at K = 4096 (V3 report: ~2% max relative error without promotion){suffix}", ""]
+            rows = [[cell(r["input"]), cell(r["frac_bits"]), cell(r["n_c"]), cell(r["max_rel"]), cell(r["mean_rel"]),
+                     cell(r["normwise"]), cell(r.get("v3_2pct", ""))] for r in model]
+            out += table(["input", "frac_bits", "N_C", "max_rel", "mean_rel", "normwise", "vs V3 ~2%"], rows,
+                         "fp8_accum K=4096")
+            hits = [r for r in st.get("fp8_accum_model") or [] if r.get("v3_2pct") == "reproduces"]
+            out += ["Rows reproducing the V3 report's ~2% (max_rel in [1%, 4%] at K = 4096, no promotion): " +
+                    (", ".join(dict.fromkeys(f"{r['input']} `{r['model']}` ({fmt_num(r['max_rel'])})" for r in hits)) or "none"), ""]
+        hw = st.get("fp8_accum_hardware") or []
+        verdicts = [r for r in hw if r.get("row") == "verdict" or r.get("skipped") or r.get("error")]
+        if hw:
+            out += [f"### FP8 accumulation: hardware calibration verdict{suffix}", ""]
+            rows = []
+            for r in verdicts:
+                if r.get("skipped") or (r.get("error") and not r.get("instr")):
+                    rows.append(["", cell("skipped" if r.get("skipped") else "error"), "", "", cell(r.get("reason") or r.get("error")), ""])
+                    continue
+                match = r.get("matching_models") or []
+                rows.append([cell(r.get("instr")), cell(r.get("verdict")),
+                             cell(f"layout {'ok' if r.get('layout_ok') else 'BROKEN'}, sanity {'ok' if r.get('sanity_ok') else 'FAILED'}"),
+                             cell(match), cell(r.get("closest")), cell(r.get("closest_mismatches"))])
+            out += table(["instruction", "verdict", "checks", "matching models", "closest model", "closest mismatches"],
+                         rows, "fp8_accum verdict")
+    return out
+
+
 def studies_section(bundles):
     out = ["## Numerics studies", ""]
     names = list(dict.fromkeys(n for b in bundles for n, rows in (b.get("studies") or {}).items() if rows))
     if not names:
         return out + ["No numerics studies in the bundle(s).", ""]
+    out += accum_summary(bundles)
     for name in names:
         for b in bundles:
             rows = (b.get("studies") or {}).get(name) or []

@@ -104,6 +104,22 @@ void add_run(CLI::App& app) {
         const nlohmann::json rows = comp.study(*quick);
         for (auto& [k, v] : rows.items()) doc["studies"][k] = v;
       }
+      for (const auto& st : Registry::instance().studies()) {
+        std::string skip;
+        if (!st.fn) skip = "not built (the study's CUDA side is not compiled in this build)";
+        else if (st.backend == Backend::cuda && !cuda_presence().available) skip = "no GPU: " + cuda_presence().reason;
+        if (!skip.empty()) {
+          std::cerr << "study: " << st.name << " skipped (" << skip << ")\n";
+          doc["studies"][st.name] = nlohmann::json::array({{{"skipped", true}, {"reason", skip}}});
+          continue;
+        }
+        std::cerr << "study: " << st.name << "\n";
+        try {
+          doc["studies"][st.name] = st.fn(*quick);
+        } catch (const std::exception& e) {  // a failing device study must not lose the bundle
+          doc["studies"][st.name] = nlohmann::json::array({{{"error", e.what()}}});
+        }
+      }
       bundle.mark_done("studies");
     }
     std::cerr << "run: wrote " << bundle.path().string() << "\n";
