@@ -26,8 +26,12 @@ bool LtMatmul::heuristic(std::size_t workspace_bytes) {
   DSV3_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
   int found = 0;
   const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle, op, a, b, c ? c : d, d, pref, 1, &algo, &found);
-  if (s == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
+    refusal = std::string(cublasLtGetStatusString(s)) + " (status " + std::to_string(static_cast<int>(s)) + ")";
+    return false;
+  }
   DSV3_LT_CHECK(s);
+  if (found < 1) refusal = "no algorithm found";
   return found > 0;
 }
 

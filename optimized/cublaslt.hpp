@@ -24,6 +24,7 @@ struct LtMatmul {
   cublasLtMatmulPreference_t pref = nullptr;
   cublasLtMatmulHeuristicResult_t algo{};
   bool owns_handle = true;
+  std::string refusal;  // why heuristic() returned false (the library's status)
 
   LtMatmul();                                    // creates its own handle
   explicit LtMatmul(cublasLtHandle_t borrowed);  // shares a handle
@@ -34,8 +35,9 @@ struct LtMatmul {
   template <class T> void set(cublasLtMatmulDescAttributes_t attr, const T& v) {
     DSV3_LT_CHECK(cublasLtMatmulDescSetAttribute(op, attr, &v, sizeof v));
   }
-  // Picks the first heuristic algorithm within `workspace_bytes`; returns false when the library
-  // offers none (the caller says what was asked for), throws on other errors.
+  // Picks the first heuristic algorithm within `workspace_bytes`; returns false (with `refusal`)
+  // when the library offers none or rejects the combination (NOT_SUPPORTED, INVALID_VALUE),
+  // throws on other errors.
   bool heuristic(std::size_t workspace_bytes);
 };
 

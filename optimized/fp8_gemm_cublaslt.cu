@@ -40,6 +40,26 @@ constexpr std::size_t kWorkspace = std::size_t{32} << 20;
 
 int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
+}  // namespace
+
+struct BlockConfig {
+  bool swapped = false;     // true: the library's A is our A (see block_config())
+  std::string unsupported;  // why block scaling cannot run here, empty when it can
+};
+const BlockConfig& block_config();
+
+// Scale modes and pointers of a block-scaled matmul; `swapped` as in BlockConfig.
+void configure_block_scaled(LtMatmul& m, bool swapped, const void* sa, const void* sb) {
+  m.set(swapped ? CUBLASLT_MATMUL_DESC_A_SCALE_MODE : CUBLASLT_MATMUL_DESC_B_SCALE_MODE,
+        CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F);
+  m.set(swapped ? CUBLASLT_MATMUL_DESC_B_SCALE_MODE : CUBLASLT_MATMUL_DESC_A_SCALE_MODE,
+        CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F);
+  m.set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, swapped ? sa : sb);
+  m.set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, swapped ? sb : sa);
+}
+
+namespace {
+
 std::vector<float> scales_f32(const Tensor& t) {
   std::vector<float> v(static_cast<std::size_t>(t.numel()));
   for (int64_t i = 0; i < t.numel(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(t.get(i));
@@ -65,7 +85,7 @@ class LtRunner final : public Runner {
     b_ = upload(b.raw(), b.nbytes(), "B codes");
     d_ = DeviceBuffer(io_.out[0].nbytes(), "D");
     d_.poison(0xff);  // NaN in bf16 and f32: rows no call writes stay NaN, as in the reference
-    if (p_.accumulate) d_.upload(io_.in.back().raw(), io_.in.back().nbytes());  // C, updated in place
+    if (p_.accumulate) c_ = upload(io_.in.back().raw(), io_.in.back().nbytes(), "C");  // read-only: runs repeat
     workspace_ = DeviceBuffer(kWorkspace, "cuBLASLt workspace");
     DSV3_LT_CHECK(cublasLtCreate(&handle_));
     const std::vector<float> sa = scales_f32(io_.in[1]), sb = scales_f32(io_.in[3]);
@@ -94,10 +114,13 @@ class LtRunner final : public Runner {
         bptr = w16_.as<uint16_t>() + c.g * p_.n * p_.k;
         aptr = a16_.as<uint16_t>() + c.row0 * p_.k;
       }
-      void* dptr = d_.as<uint8_t>() + c.row0 * p_.n * static_cast<int64_t>(dtype_size(p_.out));
+      const int64_t offset = c.row0 * p_.n * static_cast<int64_t>(dtype_size(p_.out));
+      void* dptr = d_.as<uint8_t>() + offset;
+      const void* cptr = p_.accumulate ? static_cast<const void*>(c_.as<uint8_t>() + offset) : dptr;
       LtMatmul& m = *mm_[i];
-      DSV3_LT_CHECK(cublasLtMatmul(handle_, m.op, &alpha, bptr, m.a, aptr, m.b, &beta, dptr, m.d, dptr, m.d,
-                                   &m.algo.algo, workspace_.data(), workspace_.size(), 0));
+      const bool swap = kind_ == Baseline::block_scaled && block_config().swapped;
+      DSV3_LT_CHECK(cublasLtMatmul(handle_, m.op, &alpha, swap ? aptr : bptr, m.a, swap ? bptr : aptr, m.b, &beta,
+                                   cptr, m.d, dptr, m.d, &m.algo.algo, workspace_.data(), workspace_.size(), 0));
     }
   }
 
@@ -105,7 +128,7 @@ class LtRunner final : public Runner {
     DSV3_CUDA_CHECK(cudaDeviceSynchronize());
     DSV3_CUDA_CHECK(cudaGetLastError());
     d_.download(io_.out[0].raw(), io_.out[0].nbytes());
-    for (const DeviceBuffer* b : {&a_, &b_, &d_, &workspace_}) b->check_canaries();
+    for (const DeviceBuffer* b : {&a_, &b_, &c_, &d_, &workspace_}) b->check_canaries();
   }
 
  private:
@@ -156,7 +179,8 @@ class LtRunner final : public Runner {
   }
 
   void add_matmul(const RowRange& c) {
-    auto m = std::make_unique<LtMatmul>(handle_);
+    mm_.push_back(std::make_unique<LtMatmul>(handle_));
+    LtMatmul* m = mm_.back().get();
     const cudaDataType_t in = kind_ == Baseline::bf16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
     const cudaDataType_t out = p_.out == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
     DSV3_LT_CHECK(cublasLtMatmulDescCreate(&m->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -166,20 +190,30 @@ class LtRunner final : public Runner {
       const std::size_t i = &c - calls_.data();
       const void* sa = kind_ == Baseline::per_tensor ? sa_[0].data() : sa_[i].data();
       const void* sb = kind_ == Baseline::per_tensor ? sb_[0].data() : sb_[static_cast<std::size_t>(c.g)].data();
-      if (kind_ == Baseline::block_scaled) {
-        m->set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F);
-        m->set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F);
+      if (kind_ == Baseline::block_scaled && block_config().swapped) {
+        configure_block_scaled(*m, true, sa, sb);
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->a, in, p_.k, c.rows, p_.k));  // our A rows, transposed
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->b, in, p_.k, p_.n, p_.k));    // our B as [K, N]
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->d, out, c.rows, p_.n, p_.n));
+        const cublasLtOrder_t row = CUBLASLT_ORDER_ROW;  // D [rows, N] row-major, as ours
+        DSV3_LT_CHECK(cublasLtMatrixLayoutSetAttribute(m->d, CUBLASLT_MATRIX_LAYOUT_ORDER, &row, sizeof row));
+        pick_algorithm(*m, c);
+        return;
       }
+      if (kind_ == Baseline::block_scaled) configure_block_scaled(*m, false, sa, sb);
       m->set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, sb);  // the library's A is our B
       m->set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, sa);
     }
     DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->a, in, p_.k, p_.n, p_.k));     // our B [N, K]
     DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->b, in, p_.k, c.rows, p_.k));   // our A rows [rows, K]
     DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->d, out, p_.n, c.rows, p_.n));  // D rows [rows, N]
-    if (!m->heuristic(kWorkspace))
+    pick_algorithm(*m, c);
+  }
+
+  void pick_algorithm(LtMatmul& m, const RowRange& c) {
+    if (!m.heuristic(kWorkspace))
       throw std::runtime_error("cuBLASLt offers no algorithm for " + p_.to_string() + " (call of " +
-                               std::to_string(c.rows) + " rows)");
-    mm_.push_back(std::move(m));
+                               std::to_string(c.rows) + " rows): " + m.refusal);
   }
 
   Params p_;
@@ -188,36 +222,55 @@ class LtRunner final : public Runner {
   std::vector<RowRange> calls_;
   cublasLtHandle_t handle_ = nullptr;
   std::vector<std::unique_ptr<LtMatmul>> mm_;
-  DeviceBuffer a_, b_, d_, workspace_, sb32_, w16_, a16_;
+  DeviceBuffer a_, b_, c_, d_, workspace_, sb32_, w16_, a16_;
   std::vector<DeviceBuffer> sa_, sb_;
   fp8::gpu::LaunchCfg cfg_;
   fp8::Params wq_;
 };
 
-// Whether this GPU and cuBLASLt offer block-scaled FP8 (probed once on a 256x256x256 problem).
-const std::string& block_scaling_unsupported() {
+}  // namespace
+
+// Block scaling on this GPU and cuBLASLt: which operand order the library accepts, probed once
+// on a 256x256x256 problem. Tried in order: the library's A = our B (weights, BLK128x128_32F) and
+// its B = our A (activations, VEC128_32F), D column-major (= ours transposed); then swapped: its A
+// = our A (VEC128_32F), its B = our B (BLK128x128_32F), D in row order.
+const BlockConfig& block_config() {
   static std::once_flag once;
-  static std::string why;
+  static BlockConfig cfg;
   std::call_once(once, [] {
     try {
-      LtMatmul m;
-      DSV3_LT_CHECK(cublasLtMatmulDescCreate(&m.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-      m.set(CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
-      m.set(CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
-      m.set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F);
-      m.set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F);
-      DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.a, CUDA_R_8F_E4M3, 256, 256, 256));
-      DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.b, CUDA_R_8F_E4M3, 256, 256, 256));
-      DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.d, CUDA_R_16BF, 256, 256, 256));
-      if (!m.heuristic(kWorkspace))
-        why = "cuBLASLt " + std::to_string(cublasLtGetVersion()) +
-              " offers no algorithm for FP8 with VEC128_32F / BLK128x128_32F scales on this GPU";
+      DeviceBuffer dummy(4096, "probe scales");
+      std::string refusals;
+      for (bool swapped : {false, true}) {
+        LtMatmul m;
+        DSV3_LT_CHECK(cublasLtMatmulDescCreate(&m.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        m.set(CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+        m.set(CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+        configure_block_scaled(m, swapped, dummy.data(), dummy.data());
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.a, CUDA_R_8F_E4M3, 256, 256, 256));
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.b, CUDA_R_8F_E4M3, 256, 256, 256));
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m.d, CUDA_R_16BF, 256, 256, 256));
+        if (swapped) {
+          const cublasLtOrder_t row = CUBLASLT_ORDER_ROW;
+          DSV3_LT_CHECK(cublasLtMatrixLayoutSetAttribute(m.d, CUBLASLT_MATRIX_LAYOUT_ORDER, &row, sizeof row));
+        }
+        if (m.heuristic(kWorkspace)) {
+          cfg.swapped = swapped;
+          cfg.unsupported.clear();
+          return;
+        }
+        refusals += std::string(refusals.empty() ? "" : "; ") + (swapped ? "swapped: " : "weights as A: ") + m.refusal;
+      }
+      cfg.unsupported = "cuBLASLt " + std::to_string(cublasLtGetVersion()) +
+                        " offers no FP8 algorithm with VEC128_32F / BLK128x128_32F scales here (" + refusals + ")";
     } catch (const std::exception& e) {
-      why = std::string("cuBLASLt block scaling probe failed: ") + e.what();
+      cfg.unsupported = std::string("cuBLASLt block scaling probe failed: ") + e.what();
     }
   });
-  return why;
+  return cfg;
 }
+
+namespace {
 
 Variant lt_variant(const std::string& name, Baseline kind, const std::string& description) {
   Variant v;
@@ -230,7 +283,7 @@ Variant lt_variant(const std::string& name, Baseline kind, const std::string& de
     if (p.accumulate && p.out != DType::f32) return "cuBLASLt accumulates into C of D's type: f32 output only";
     if (kind == Baseline::per_tensor && !p.per_tensor) return "per-tensor scales only (the per_tensor cases)";
     if (kind == Baseline::per_tensor && p.layout != Layout::dense) return "dense only";
-    if (kind == Baseline::block_scaled) return block_scaling_unsupported();
+    if (kind == Baseline::block_scaled) return block_config().unsupported;
     return "";
   };
   v.prepare = [kind](const Case& c, Io& io) -> std::unique_ptr<Runner> {

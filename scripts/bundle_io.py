@@ -198,7 +198,7 @@ def benchmark_rows(bundle):
 
     When a benchmark has aggregate rows (repetitions), only its "median" aggregate is
     kept; otherwise its plain row. Returns dicts with name, component, variant, case,
-    time, unit, time_ns, GBps, frac_ceiling, TFLOPps, error (message or None).
+    time, unit, time_ns, GBps, frac_ceiling, TFLOPps, frac_gemm_ceiling, error (message or None).
     """
     rows = bundle.get("benchmarks", [])
 
@@ -229,6 +229,7 @@ def benchmark_rows(bundle):
             "time": time, "unit": unit,
             "time_ns": None if time is None else time * TIME_UNIT_NS[unit],
             "GBps": r.get("GBps"), "frac_ceiling": r.get("frac_ceiling"), "TFLOPps": r.get("TFLOPps"),
+            "frac_gemm_ceiling": r.get("frac_gemm_ceiling"),
             "error": err,
         })
     return out

@@ -10,6 +10,8 @@ Reads one or more bundle.json files and writes, into --out:
   fp8_equal_bits.png  studies.fp8_equal_bits: SQNR per distribution/format
   fp8_accum.png       studies.fp8_accum_model: max (solid) and mean (dashed) relative error vs K,
                       one line per promotion interval N_C, panels per input kind x frac_bits
+  fp8_gemm_error_budget.png  studies.fp8_gemm_error_budget: relative L2 error per (N, K) and
+                      error source (kernel rounding, bf16 output, quantization, total)
 A plot whose data is absent from every bundle is skipped with a note. With several
 bundles, each bundle ("<device or cpu-only> <date>") gets its own bars side by side.
 Nothing is re-run; the plots come from the bundles only.
@@ -279,6 +281,31 @@ def plot_fp8_accum(bundles, out_dir, written):
     save(fig, out_dir, "fp8_accum.png", written)
 
 
+def plot_fp8_gemm_error_budget(bundles, out_dir, written):
+    having = [b for b in bundles if (b.get("studies") or {}).get("fp8_gemm_error_budget")]
+    if not having:
+        print("note: no studies.fp8_gemm_error_budget in any bundle; skipping fp8_gemm_error_budget.png")
+        return
+    fig, axes = plt.subplots(1, len(having), figsize=(11 * len(having), 4.8), squeeze=False)
+    for ax, b in zip(axes[0], having):
+        rows = b["studies"]["fp8_gemm_error_budget"]
+        shapes = list(dict.fromkeys(f"{r['n']}x{r['k']}" for r in rows))
+        pairs = order((r["pair"] for r in rows), ["kernel", "output_bf16", "quantization", "total"])
+        series = []
+        for pair in pairs:
+            by_shape = {f"{r['n']}x{r['k']}": r for r in rows if r["pair"] == pair}
+            series.append((pair, [(lambda v: v if (finite(v) or 0) > 0 else None)(by_shape.get(s, {}).get("rel_l2"))
+                                  for s in shapes]))
+        grouped_bars(ax, shapes, series)
+        ax.set_yscale("log")
+        ax.set_xlabel("(N, K) of the GEMM, M = " + ", ".join(sorted({str(r["m"]) for r in rows})))
+        ax.set_ylabel("relative L2 error (log, lower is better)")
+        ax.set_title(f"FP8 GEMM error budget — {b['_label']}")
+        ax.legend(fontsize=8, loc="upper center", ncol=len(series))
+    fig.tight_layout()
+    save(fig, out_dir, "fp8_gemm_error_budget.png", written)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="+", metavar="BUNDLE.json", help="result bundle(s); the first one is the baseline")
@@ -289,7 +316,8 @@ def main():
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise UserError(f"{out_dir}: --out exists and is not a folder")
     written = []
-    for fn in (plot_ceilings, plot_benchmarks, plot_correctness, plot_fp8_scaling, plot_fp8_equal_bits, plot_fp8_accum):
+    for fn in (plot_ceilings, plot_benchmarks, plot_correctness, plot_fp8_scaling, plot_fp8_equal_bits,
+               plot_fp8_accum, plot_fp8_gemm_error_budget):
         fn(bundles, out_dir, written)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0

@@ -10,6 +10,7 @@ Nothing is re-run; the report comes from the bundles only.
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -189,9 +190,9 @@ def benchmark_section(bundles):
             continue
         if any("aggregate_name" in r for r in b.get("benchmarks", [])):
             out += ["Repetitions ran: the median row of each benchmark is shown.", ""]
-        out += table(["name", "time", "GBps", "frac_ceiling", "TFLOPps"],
-                     [[cell(r["name"]), time_cell(r), cell(r["GBps"]), cell(r["frac_ceiling"]), cell(r["TFLOPps"])]
-                      for r in rows], "benchmarks")
+        out += table(["name", "time", "GBps", "frac_ceiling", "TFLOPps", "frac_gemm_ceiling"],
+                     [[cell(r["name"]), time_cell(r), cell(r["GBps"]), cell(r["frac_ceiling"]), cell(r["TFLOPps"]),
+                       cell(r["frac_gemm_ceiling"])] for r in rows], "benchmarks")
     if len(bundles) > 1:
         base = bundles[0]["_label"]
         maps = [{r["name"]: r for r in rows} for rows in per_bundle]
@@ -246,6 +247,58 @@ def accum_summary(bundles):
                              cell(match), cell(r.get("closest")), cell(r.get("closest_mismatches"))])
             out += table(["instruction", "verdict", "checks", "matching models", "closest model", "closest mismatches"],
                          rows, "fp8_accum verdict")
+    return out
+
+
+def geomean(values):
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+GEMM_PEER = "cublaslt_block"      # the ratio column's peer
+GEMM_CEILING = "cublaslt_per_tensor"  # the same shape with one scale per tensor: the dense FP8 rate
+
+
+def gemm_section(bundles):
+    """fp8_gemm rates per shape: TFLOP/s, fraction of the per-tensor FP8 rate on the same shape,
+    ratio to cuBLASLt block-scaled on the same shape (same run), and geometric means."""
+    out = []
+    for b in bundles:
+        rows = [r for r in benchmark_rows(b) if r["component"] == "fp8_gemm" and finite(r["TFLOPps"])]
+        if not rows:
+            continue
+        out += ["## FP8 GEMM rates" + (f" — {b['_label']}" if len(bundles) > 1 else ""), "",
+                f"Per shape (the case without its scale layout): TFLOP/s, the fraction of `{GEMM_CEILING}` on the "
+                f"same shape (the measured dense FP8 rate) and the ratio to `{GEMM_PEER}`, all from this run. "
+                "Geometric means over the shapes each variant ran; M = 4096 separately (DeepGEMM's headline shapes).", ""]
+        rate = {}
+        for r in rows:  # the ceiling variant runs the per_tensor twins, every other one the block-scaled cases
+            if (" per_tensor" in r["case"]) != (r["variant"] == GEMM_CEILING):
+                continue
+            shape = r["case"].replace(" per_tensor", "").removesuffix("/manual_time")
+            rate[(r["variant"], shape)] = finite(r["TFLOPps"])
+        shapes = list(dict.fromkeys(k[1] for k in rate))
+        variants = list(dict.fromkeys(k[0] for k in rate))
+        body, fracs, ratios = [], {v: [] for v in variants}, {v: [] for v in variants}
+        fracs4k, ratios4k = {v: [] for v in variants}, {v: [] for v in variants}
+        for shape in shapes:
+            ceiling, peer = rate.get((GEMM_CEILING, shape)), rate.get((GEMM_PEER, shape))
+            big = " m=4096 " in f" {shape} " or "rows=" in shape
+            for v in variants:
+                t = rate.get((v, shape))
+                if t is None:
+                    continue
+                frac = t / ceiling if ceiling else None
+                ratio = t / peer if peer else None
+                fracs[v].append(frac); ratios[v].append(ratio)
+                if big:
+                    fracs4k[v].append(frac); ratios4k[v].append(ratio)
+                body.append([cell(shape), cell(v), cell(t), cell(frac), cell(ratio)])
+        out += table(["shape", "variant", "TFLOP/s", f"/ {GEMM_CEILING}", f"/ {GEMM_PEER}"], body, "FP8 GEMM rates")
+        out += table(["variant", "geomean / ceiling", "geomean / peer", "geomean / ceiling (M=4096, grouped)",
+                      "geomean / peer (M=4096, grouped)"],
+                     [[cell(v), cell(geomean(fracs[v])), cell(geomean(ratios[v])), cell(geomean(fracs4k[v])),
+                       cell(geomean(ratios4k[v]))] for v in variants])
     return out
 
 
@@ -306,7 +359,7 @@ def main():
             why = dev.get("reason") or ("no reason given" if "device" in b else "the bundle has no 'device' field")
             lines += [f"> **{CPU_ONLY}.**{who} Device: {cell(why)}", ""]
     for section in (machine_section(bundles), ceilings_section(bundles), correctness_section(bundles),
-                    benchmark_section(bundles), studies_section(bundles),
+                    benchmark_section(bundles), gemm_section(bundles), studies_section(bundles),
                     plots_section(plots_dir, os.path.dirname(os.path.abspath(out_path)))):
         lines += section
     atomic_write(out_path, "\n".join(lines).rstrip("\n") + "\n")
