@@ -108,7 +108,7 @@ TEST(Fp8QuantRef, ConventionsDifferByAtMostOneCodeAndAgreeForPowerOfTwoScales) {
     const Tensor x = make_inputs(p)[0];
     p.conv = Convention::divide;
     const auto d = quantize(p, x);
-    for (Convention c : {Convention::reciprocal, Convention::fused}) {
+    for (Convention c : {Convention::reciprocal, Convention::fused, Convention::fused_torch}) {
       p.conv = c;
       const auto o = quantize(p, x);
       for (int64_t i = 0; i < x.numel(); ++i) {

@@ -94,16 +94,18 @@ Dims dims_of(const Params& p) {
 }
 
 // How a tile's elements are scaled before the cast (fp8_quant.hpp): divide x / s, else x * f
-// with f = 1/s (reciprocal, or any non-divide convention with ue8m0) or fmax/amax (fused).
+// with f = 1/s (reciprocal, or any non-divide convention with ue8m0), fmax/amax (fused) or
+// (1/amax)*fmax (fused_torch, fm::fused_torch_multiplier).
 struct QArgs {
   float fmax;
   bool ue8m0;
   bool recip;
+  bool torch;  // fused_torch (only read when !recip)
 };
 
 QArgs qargs_of(const Params& p) {
   return {p.elem == Elem::e4m3 ? kE4M3Max : kE5M2Max, p.scale_fmt == ScaleFmt::ue8m0,
-          p.conv == Convention::reciprocal || p.scale_fmt == ScaleFmt::ue8m0};
+          p.conv == Convention::reciprocal || p.scale_fmt == ScaleFmt::ue8m0, p.conv == Convention::fused_torch};
 }
 
 struct TileScale {
@@ -117,7 +119,7 @@ __device__ __forceinline__ TileScale tile_scale(float amax, const QArgs& q) {
   float s = fm::fdiv(a, q.fmax);
   if (q.ue8m0) s = fm::ceil_pow2(s);
   float f = 0.0f;
-  if constexpr (!kDiv) f = q.recip ? fm::fdiv(1.0f, s) : fm::fdiv(q.fmax, a);
+  if constexpr (!kDiv) f = q.recip ? fm::fdiv(1.0f, s) : q.torch ? fm::fused_torch_multiplier(a, q.fmax) : fm::fdiv(q.fmax, a);
   return {s, f};
 }
 
