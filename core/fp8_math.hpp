@@ -47,6 +47,15 @@ DSV3_HD float amax_combine(float m, float a) {
   return a > m ? a : m;
 }
 
+// Multipliers of the multiplying quantizer conventions (reference/fp8_quant.hpp), y = x * f;
+// `a` is the tile amax already floored at kAmaxFloor.
+//   fused:       f = fmax / a, one IEEE quotient (DeepEP's CUDA kernels: kFP8Amax / amax).
+//   fused_torch: f = (1 / a) * fmax, two roundings: how torch evaluates DeepEP's Python helper
+//                `448.0 / x_amax` (a Python scalar over a tensor is Tensor.__rtruediv__, which
+//                is `self.reciprocal() * other`).
+DSV3_HD float fused_multiplier(float a, float fmax) { return fdiv(fmax, a); }
+DSV3_HD float fused_torch_multiplier(float a, float fmax) { return fmul(fdiv(1.0f, a), fmax); }
+
 // Power of two >= s (DeepGEMM ceil_to_ue8m0): exponent field +1 unless the mantissa is zero,
 // clamped to [1, 254]. s must be positive; NaN stays NaN.
 DSV3_HD float ceil_pow2(float s) {

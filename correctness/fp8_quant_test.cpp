@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "core/fp8_math.hpp"
+#include "core/parallel.hpp"
 #include "reference/fp8_quant.hpp"
 
 namespace dsv3::fp8 {
@@ -108,7 +110,7 @@ TEST(Fp8QuantRef, ConventionsDifferByAtMostOneCodeAndAgreeForPowerOfTwoScales) {
     const Tensor x = make_inputs(p)[0];
     p.conv = Convention::divide;
     const auto d = quantize(p, x);
-    for (Convention c : {Convention::reciprocal, Convention::fused}) {
+    for (Convention c : {Convention::reciprocal, Convention::fused, Convention::fused_torch}) {
       p.conv = c;
       const auto o = quantize(p, x);
       for (int64_t i = 0; i < x.numel(); ++i) {
@@ -237,6 +239,42 @@ TEST(LogFmt, RangeIsClampedTo32Octaves) {
   EXPECT_EQ(out[2].span<uint8_t>()[0], 0);
   EXPECT_FLOAT_EQ(out[1].span<float>()[0], -33.0f);  // log2(0.5) - 32
   EXPECT_EQ(out[0].span<uint16_t>()[3] & 0x1ff, 0u);  // rounds to zero, below half the lowest level
+}
+
+// The references are threaded with parallel_for (core/parallel.hpp); each chunk writes only its
+// own tiles, so 1 thread and 4 threads must give the same bytes. Ragged M and K (partial tiles
+// in both directions, several 128-row blocks) so chunks split inside and across tile rows.
+TEST(Fp8QuantRef, OneAndFourThreadsGiveIdenticalOutputs) {
+  struct Scheme { Elem e; Convention c; ScaleFmt f; };
+  const Scheme schemes[] = {{Elem::e4m3, Convention::divide, ScaleFmt::f32},
+                            {Elem::e4m3, Convention::fused_torch, ScaleFmt::f32},
+                            {Elem::e5m2, Convention::reciprocal, ScaleFmt::ue8m0}};
+  auto run_with = [](int threads, const Params& p, const std::vector<Tensor>& in) {
+    struct Restore { ~Restore() { set_thread_count(0); } } restore;
+    set_thread_count(threads);
+    std::vector<Tensor> out = make_outputs(p);
+    for (auto& t : out) t.poison();
+    run_reference(p, in, out);
+    return out;
+  };
+  int compared = 0;
+  for (Op op : {Op::quant_1x128, Op::quant_128x128, Op::dequant_1x128, Op::dequant_128x128,
+                Op::retile_1x128_to_128x1, Op::logfmt})
+    for (const Scheme& s : schemes) {
+      Params p = make(op, 387, 300, Dist::outlier_channels);
+      p.elem = s.e; p.conv = s.c; p.scale_fmt = s.f;
+      if (op == Op::logfmt) p.scale = 0.01;  // most groups encoded, some fall back
+      const std::vector<Tensor> in = make_inputs(p);
+      const auto one = run_with(1, p, in), four = run_with(4, p, in);
+      ASSERT_EQ(one.size(), four.size());
+      for (std::size_t i = 0; i < one.size(); ++i) {
+        ASSERT_EQ(one[i].nbytes(), four[i].nbytes());
+        EXPECT_EQ(std::memcmp(one[i].raw(), four[i].raw(), one[i].nbytes()), 0)
+            << p.to_string() << ": output " << one[i].describe() << " differs between 1 and 4 threads";
+        ++compared;
+      }
+    }
+  EXPECT_EQ(compared, 3 * (2 * 2 + 2 * 1 + 2 + 4));  // quant: codes+scales, dequant: y, retile: 2, logfmt: 4
 }
 
 }  // namespace

@@ -28,9 +28,10 @@ uint8_t quantize_element(float x, float s, float amax, const Params& p) {
     y = fm::fdiv(x, s);
   } else if (p.conv == Convention::reciprocal || p.scale_fmt == ScaleFmt::ue8m0) {
     y = fm::fmul(x, fm::fdiv(1.0f, s));
-  } else {  // fused: x * (fmax / amax), amax floored as for the scale
+  } else {  // fused / fused_torch: x * (fmax / amax), amax floored as for the scale
     const float a = amax < fm::kAmaxFloor ? fm::kAmaxFloor : amax;
-    y = fm::fmul(x, fm::fdiv(elem_max(p.elem), a));
+    y = fm::fmul(x, p.conv == Convention::fused_torch ? fm::fused_torch_multiplier(a, elem_max(p.elem))
+                                                      : fm::fused_multiplier(a, elem_max(p.elem)));
   }
   return p.elem == Elem::e4m3 ? f32_to_e4m3(y, Saturation::finite) : f32_to_e5m2(y, Saturation::finite);
 }

@@ -19,12 +19,25 @@
 //   (fmax = 448 for E4M3, 57344 for E5M2); with ScaleFmt::ue8m0 s = ceil_pow2(s).
 // Partial tiles (K or M not a multiple of 128) behave as if zero padded: the padding never
 // changes amax, and no padded element is stored (the checkpoint layout).
-// The conventions of v3-facts §4.2 differ only in how x is scaled before the cast:
-//   divide       x / s               inference/kernel.py act_quant (the default)
-//   reciprocal   x * (1 / s)         DeepGEMM per_token_cast_to_fp8 / per_block_cast_to_fp8
-//   fused        x * (fmax / amax)   DeepEP per_token_cast_to_fp8
-// They can differ by one FP8 ulp near rounding boundaries. With ue8m0 scales 1/s is exact, so
-// `fused` uses x * (1/s) there and all three agree.
+// The conventions (v3-facts §4.2) differ only in how x is scaled before the cast; each is named
+// by its exact float32 arithmetic (RN = one IEEE round-to-nearest operation, a = floored amax):
+//   divide       RN(x / s)                      inference/kernel.py act_quant (`y = x / s`)
+//   reciprocal   RN(x * RN(1 / s))              DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8
+//                                               (`x * (1.0 / sf)`; torch's 1.0/t is an exact IEEE 1/t)
+//   fused        RN(x * RN(fmax / a))           DeepEP's CUDA kernels (`scale = kFP8Amax / amax`,
+//                                               source read, not run here)
+//   fused_torch  RN(x * RN(RN(1 / a) * fmax))   DeepEP tests/utils.py per_token_cast_to_fp8 as torch
+//                                               runs it: `448.0 / x_amax` is Tensor.__rtruediv__,
+//                                               i.e. `x_amax.reciprocal() * 448.0`
+// Measured with torch on the CPU (datasets/golden/fp8_quant_torch.json, e4m3, f32 scales, six
+// random distributions, 196608 codes): divide vs reciprocal 0.038% of codes differ, divide vs
+// fused 0.026%, reciprocal vs fused 0.012%, fused_torch vs the others 0.083-0.089%; on inputs
+// whose x / s is an exact E4M3 midpoint (s = 448 m, m not a power of two), divide vs reciprocal
+// or fused 8.3%, divide vs fused_torch 16.7%, fused_torch vs reciprocal or fused 25.0%,
+// reciprocal vs fused 0. Never more than one code apart. With ue8m0 scales 1/s is exact, so every
+// non-divide convention uses x * (1/s) there and all four agree (0 differences measured).
+// Scales are s = RN(amax / fmax) for all four (kernel.py, DeepGEMM's and DeepEP's torch code on
+// the CPU; DeepEP's CUDA kernels store amax * RN(1/448) instead, which this does not model).
 // The cast is round-to-nearest-even with saturation to +-fmax (CUDA's cvt .satfinite); a NaN in a
 // tile makes its scale and all its codes NaN, an Inf gives scale Inf, code NaN for the Inf and 0
 // for the finite elements (IEEE arithmetic, as torch would compute it).
@@ -43,7 +56,7 @@
 namespace dsv3::fp8 {
 
 enum class Op : uint8_t { quant_1x128, quant_128x128, dequant_1x128, dequant_128x128, retile_1x128_to_128x1, logfmt };
-enum class Convention : uint8_t { divide, reciprocal, fused };
+enum class Convention : uint8_t { divide, reciprocal, fused, fused_torch };
 enum class ScaleFmt : uint8_t { f32, ue8m0 };
 enum class Elem : uint8_t { e4m3, e5m2 };
 

@@ -22,7 +22,7 @@ E from_name(std::string_view name, const std::array<E, N>& all, std::string_view
 
 constexpr std::array kOps = {Op::quant_1x128, Op::quant_128x128, Op::dequant_1x128,
                              Op::dequant_128x128, Op::retile_1x128_to_128x1, Op::logfmt};
-constexpr std::array kConvs = {Convention::divide, Convention::reciprocal, Convention::fused};
+constexpr std::array kConvs = {Convention::divide, Convention::reciprocal, Convention::fused, Convention::fused_torch};
 constexpr std::array kScaleFmts = {ScaleFmt::f32, ScaleFmt::ue8m0};
 constexpr std::array kElems = {Elem::e4m3, Elem::e5m2};
 
@@ -40,7 +40,13 @@ std::string_view op_name(Op o) {
   return "?";
 }
 std::string_view conv_name(Convention c) {
-  return c == Convention::divide ? "divide" : c == Convention::reciprocal ? "reciprocal" : "fused";
+  switch (c) {
+    case Convention::divide: return "divide";
+    case Convention::reciprocal: return "reciprocal";
+    case Convention::fused: return "fused";
+    case Convention::fused_torch: return "fused_torch";
+  }
+  return "?";
 }
 std::string_view scale_fmt_name(ScaleFmt f) { return f == ScaleFmt::f32 ? "f32" : "ue8m0"; }
 std::string_view elem_name(Elem e) { return e == Elem::e4m3 ? "e4m3" : "e5m2"; }
@@ -155,6 +161,7 @@ std::vector<Case> eval_cases() {
   const std::vector<Scheme> schemes = {{Elem::e4m3, Convention::divide, ScaleFmt::f32},
                                        {Elem::e4m3, Convention::reciprocal, ScaleFmt::f32},
                                        {Elem::e4m3, Convention::fused, ScaleFmt::f32},
+                                       {Elem::e4m3, Convention::fused_torch, ScaleFmt::f32},
                                        {Elem::e4m3, Convention::divide, ScaleFmt::ue8m0},
                                        {Elem::e5m2, Convention::divide, ScaleFmt::f32}};
   for (Op op : {Op::quant_1x128, Op::quant_128x128, Op::dequant_1x128, Op::dequant_128x128, Op::retile_1x128_to_128x1})

@@ -50,7 +50,8 @@ void quantize(std::span<const float> x, int64_t rows, int64_t cols, int64_t th, 
       const float s = tile_scale(amax, p.elem, p.scale_fmt);
       const float a = amax < fm::kAmaxFloor ? fm::kAmaxFloor : amax;  // NaN stays NaN
       const float f = p.conv == Convention::reciprocal || p.scale_fmt == ScaleFmt::ue8m0 ? fm::fdiv(1.0f, s)
-                                                                                          : fm::fdiv(elem_max(p.elem), a);
+                      : p.conv == Convention::fused_torch ? fm::fused_torch_multiplier(a, elem_max(p.elem))
+                                                          : fm::fused_multiplier(a, elem_max(p.elem));
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t c = c0; c < c1; ++c) {
           const float v = x[r * cols + c];
