@@ -74,6 +74,10 @@ CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c
         r.reason = "variant modified its input '" + ref.inputs[i].name() + "'";
       }
     }
+  } catch (const VariantUnsupported& e) {
+    r.status = Status::skip;
+    r.reason = e.what();
+    r.outputs.clear();
   } catch (const std::exception& e) {
     r.status = Status::fail;
     r.reason = std::string("error: ") + e.what();

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,12 @@ class Runner {
   virtual ~Runner() = default;
   virtual void run() = 0;
   virtual void fetch() {}
+};
+
+// Thrown by prepare() when a library refuses the case at run time (e.g. cuBLASLt offers no
+// algorithm for it on this GPU): the checker reports a skip with this message, not a failure.
+struct VariantUnsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 enum class Backend : uint8_t { cpu, cuda };
