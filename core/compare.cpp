@@ -114,7 +114,8 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
   const std::size_t esize = dtype_size(ref.dtype());
   const auto* gb = static_cast<const unsigned char*>(got.raw());
   const auto* rb = static_cast<const unsigned char*>(ref.raw());
-  double dot = 0, gg = 0, rr = 0, err2 = 0, worst_ratio = -1;
+  Agreement agree;
+  double worst_ratio = -1;
   for (int64_t i = 0; i < r.n; ++i) {
     const double g = got.get(i), e = ref.get(i);
     const bool gnan = std::isnan(g), enan = std::isnan(e);
@@ -130,9 +131,8 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
       ratio = bad ? INFINITY : 0;
     } else {
       const double d = std::fabs(g - e);
-      r.max_abs = std::max(r.max_abs, d);
       if (e != 0) r.max_rel = std::max(r.max_rel, d / std::fabs(e));
-      dot += g * e; gg += g * g; rr += e * e; err2 += d * d;
+      agree.add(g, e);
       switch (tol.kind) {
         case Tolerance::Kind::exact:
           bad = std::memcmp(gb + i * esize, rb + i * esize, esize) != 0;
@@ -172,8 +172,9 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
       r.worst_ref = e;
     }
   }
-  r.cos_dist = (gg > 0 && rr > 0) ? 1.0 - dot / std::sqrt(gg * rr) : (gg == rr ? 0.0 : 1.0);
-  r.nmse = rr > 0 ? err2 / rr : (err2 > 0 ? INFINITY : 0.0);
+  r.max_abs = agree.max_abs;
+  r.cos_dist = agree.cos_dist();
+  r.nmse = agree.nmse();
   if (r.message.empty() && r.mismatches > 0) {
     r.message = std::to_string(r.mismatches) + " of " + std::to_string(r.n) +
                 " elements out of tolerance (" + std::to_string(r.nan_mismatches) + " NaN, " +
@@ -189,17 +190,23 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
   return r;
 }
 
-double calc_diff(const Tensor& x, const Tensor& y) {
-  if (x.numel() != y.numel()) return NAN;
-  double xy = 0, xx_yy = 0;
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const double a = x.get(i), b = y.get(i);
-    if (!std::isfinite(a) || !std::isfinite(b)) return NAN;
-    xy += a * b;
-    xx_yy += a * a + b * b;
-  }
-  return xx_yy > 0 ? 1.0 - 2.0 * xy / xx_yy : 0.0;
+void Agreement::add(double got, double ref) {
+  const double d = got - ref;
+  gr += got * ref;
+  gg += got * got;
+  rr += ref * ref;
+  err2 += d * d;
+  max_abs = std::max(max_abs, std::fabs(d));
+  ++n;
 }
+
+double Agreement::calc_diff() const { return gg + rr > 0 ? 1.0 - 2.0 * gr / (gg + rr) : 0.0; }
+
+double Agreement::cos_dist() const {
+  return (gg > 0 && rr > 0) ? 1.0 - gr / std::sqrt(gg * rr) : (gg == rr ? 0.0 : 1.0);
+}
+
+double Agreement::nmse() const { return rr > 0 ? err2 / rr : (err2 > 0 ? INFINITY : 0.0); }
 
 CompareReport compare_index_sets(const Tensor& got, const Tensor& ref, const Tensor& scores,
                                  double score_eps) {

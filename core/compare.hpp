@@ -16,6 +16,7 @@
 // The worst element (largest |got-ref| / allowed) is reported with its N-d coordinates.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -61,9 +62,18 @@ struct CompareReport {
 CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolerance& tol,
                               const Tensor* magnitude = nullptr, const Tensor* exact_mask = nullptr);
 
-// DeepGEMM's calc_diff: 1 - 2 sum(x y) / sum(x^2 + y^2), in FP64 (0 for identical tensors; NaN
-// when either holds a non-finite value).
-double calc_diff(const Tensor& x, const Tensor& y);
+// Running FP64 sums for whole-tensor agreement of `got` with `ref` (add finite pairs only):
+// the one place these metrics are computed (compare_tensors, extra checks, studies).
+struct Agreement {
+  double gr = 0, gg = 0, rr = 0, err2 = 0, max_abs = 0;
+  int64_t n = 0;
+  void add(double got, double ref);
+  double calc_diff() const;  // DeepGEMM: 1 - 2 sum(g r) / sum(g^2 + r^2); 0 when both are all zero
+  double cos_dist() const;   // 1 - cos(got, ref); 0 when both are all zero, 1 when only one is
+  double nmse() const;       // sum (g - r)^2 / sum r^2; Inf when ref is all zero and got is not
+  double rel_l2() const { return std::sqrt(nmse()); }
+  double rms_ref() const { return n ? std::sqrt(rr / static_cast<double>(n)) : 0.0; }
+};
 
 // Size of one unit in the last place of `ref` in format `fmt` (subnormal spacing below the
 // normal range). For f32 the float32 ulp.

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/compare.hpp"
 #include "core/json_file.hpp"
 #include "reference/fp8_gemm.hpp"
 
@@ -20,20 +21,10 @@ namespace {
 
 nlohmann::json pair_row(const Params& p, const std::string& pair, const std::vector<double>& x,
                         const std::vector<double>& y) {
-  double xy = 0, xx_yy = 0, err2 = 0, yy = 0, max_err = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double d = x[i] - y[i];
-    xy += x[i] * y[i];
-    xx_yy += x[i] * x[i] + y[i] * y[i];
-    err2 += d * d;
-    yy += y[i] * y[i];
-    max_err = std::max(max_err, std::fabs(d));
-  }
-  const double rms = std::sqrt(yy / static_cast<double>(x.size()));
-  return {{"m", p.m}, {"n", p.n}, {"k", p.k}, {"pair", pair},
-          {"calc_diff", xx_yy > 0 ? 1.0 - 2.0 * xy / xx_yy : 0.0},
-          {"rel_l2", yy > 0 ? std::sqrt(err2 / yy) : 0.0},
-          {"max_err_rms", rms > 0 ? max_err / rms : 0.0}};
+  Agreement a;
+  for (std::size_t i = 0; i < x.size(); ++i) a.add(x[i], y[i]);
+  return {{"m", p.m}, {"n", p.n}, {"k", p.k}, {"pair", pair}, {"calc_diff", a.calc_diff()}, {"rel_l2", a.rel_l2()},
+          {"max_err_rms", a.rms_ref() > 0 ? a.max_abs / a.rms_ref() : 0.0}};
 }
 
 std::vector<double> as_doubles(const Tensor& t) {
