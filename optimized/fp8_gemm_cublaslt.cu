@@ -61,12 +61,6 @@ void configure_block_scaled(LtMatmul& m, bool swapped, const void* sa, const voi
 
 namespace {
 
-std::vector<float> scales_f32(const Tensor& t) {
-  std::vector<float> v(static_cast<std::size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(t.get(i));
-  return v;
-}
-
 DeviceBuffer upload(const void* host, std::size_t bytes, const std::string& name) {
   DeviceBuffer b(std::max<std::size_t>(bytes, 1), name);
   if (bytes) b.upload(host, bytes);
@@ -89,7 +83,7 @@ class LtRunner final : public Runner {
     if (p_.accumulate) c_ = upload(io_.in.back().raw(), io_.in.back().nbytes(), "C");  // read-only: runs repeat
     workspace_ = DeviceBuffer(kWorkspace, "cuBLASLt workspace");
     DSV3_LT_CHECK(cublasLtCreate(&handle_));
-    const std::vector<float> sa = scales_f32(io_.in[1]), sb = scales_f32(io_.in[3]);
+    const std::vector<float> sa = scale_values(io_.in[1]), sb = scale_values(io_.in[3]);
     if (kind_ == Baseline::bf16) prepare_bf16(sa, sb);
     else prepare_scales(sa, sb);
     for (const RowRange& c : calls_) add_matmul(c);

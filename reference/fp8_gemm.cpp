@@ -30,7 +30,8 @@ const std::array<double, 256>& e4m3_table() {
   return t;
 }
 
-// Scale tensor values as float (f32 as stored; ue8m0 codes decoded exactly).
+}  // namespace
+
 std::vector<float> scale_values(const Tensor& s) {
   std::vector<float> v(static_cast<std::size_t>(s.numel()));
   if (s.dtype() == DType::f32) {
@@ -42,6 +43,8 @@ std::vector<float> scale_values(const Tensor& s) {
   }
   return v;
 }
+
+namespace {
 
 // Rows [row0, row0 + rows) of A (absolute rows of a / sa / d) against group g of B.
 struct Job {
@@ -133,8 +136,9 @@ struct Sinks {
   uint8_t* exact = nullptr;  // [a_rows, N] 1 where every FP32 step is provably exact (see check_aids)
 };
 
-void run_pass(const Params& p, const std::vector<Tensor>& in, const Sinks& sinks) {
-  const std::vector<Job> jobs = make_jobs(p, in);
+// Returns the validated jobs, for callers that write token rows afterwards.
+std::vector<Job> run_pass(const Params& p, const std::vector<Tensor>& in, const Sinks& sinks) {
+  std::vector<Job> jobs = make_jobs(p, in);
   const std::vector<Task> tasks = make_tasks(p, jobs);
   const uint8_t* a = in.at(0).span<const uint8_t>().data();
   const uint8_t* b = in.at(2).span<const uint8_t>().data();
@@ -181,6 +185,7 @@ void run_pass(const Params& p, const std::vector<Tensor>& in, const Sinks& sinks
         }
     }
   });
+  return jobs;
 }
 
 }  // namespace
@@ -191,8 +196,7 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
   require_tensors(out, output_specs(p), "fp8_gemm/ref " + p.to_string() + " outputs");
   const int64_t rows = p.a_rows(), n = p.n;
   std::vector<float> acc(static_cast<std::size_t>(rows * n), NAN);
-  run_pass(p, in, Sinks{acc.data(), nullptr, nullptr});
-  const std::vector<Job> jobs = make_jobs(p, in);
+  const std::vector<Job> jobs = run_pass(p, in, Sinks{acc.data(), nullptr, nullptr});
   const float* c = p.accumulate ? in.back().span<const float>().data() : nullptr;
   Tensor& d = out.at(0);
   for (const Job& j : jobs)  // only token rows are written
@@ -305,10 +309,9 @@ std::vector<Tensor> check_aids(const Params& p, const std::vector<Tensor>& in) {
     Tensor exact("exact:d", DType::u8, out_shape);
     auto es = exact.span<uint8_t>();
     std::fill(es.begin(), es.end(), 0);
-    run_pass(p, in, Sinks{nullptr, nullptr, es.data()});
+    std::vector<float> acc(p.accumulate ? static_cast<std::size_t>(rows * n) : 0, 0.0f);
+    run_pass(p, in, Sinks{p.accumulate ? acc.data() : nullptr, nullptr, es.data()});
     if (p.accumulate) {  // C + acc must be exact too
-      std::vector<float> acc(static_cast<std::size_t>(rows * n), 0.0f);
-      run_pass(p, in, Sinks{acc.data(), nullptr, nullptr});
       const auto c = in.back().span<const float>();
       for (std::size_t i = 0; i < acc.size(); ++i)
         es[i] &= static_cast<double>(c[i] + acc[i]) == static_cast<double>(c[i]) + static_cast<double>(acc[i]);

@@ -112,6 +112,9 @@ std::vector<Tensor> make_outputs(const Params& p);
 // the layout's index tensor (std::invalid_argument naming it and the offending rows).
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
 
+// A scale tensor's values as float: f32 as stored, UE8M0 codes decoded exactly.
+std::vector<float> scale_values(const Tensor& s);
+
 // Token rows of the case, validated (invalid index tensors throw std::invalid_argument naming the
 // tensor and rows): contiguous runs of A's rows that multiply group g's B, one per group segment
 // (dense: one range; masked: one per group with a non-zero count; empty groups have none).
