@@ -49,25 +49,20 @@ CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c
     runner->run();
     runner->fetch();
     r.status = Status::pass;
-    for (std::size_t i = 0; i < ref.outputs.size(); ++i) {
-      const std::string& name = ref.outputs[i].name();
-      CompareReport rep = compare_tensors(io.out.at(i), ref.outputs[i], v.tolerance_for(name), ref.aid("magnitude:" + name),
-                                          ref.aid("exact:" + name));
+    auto record = [&r](CompareReport rep) {  // the first failing report names the case's failure
       if (!rep.pass && r.status == Status::pass) {
         r.status = Status::fail;
         r.reason = rep.name + ": " + rep.message;
       }
       r.outputs.push_back(std::move(rep));
+    };
+    for (std::size_t i = 0; i < ref.outputs.size(); ++i) {
+      const std::string& name = ref.outputs[i].name();
+      record(compare_tensors(io.out.at(i), ref.outputs[i], v.tolerance_for(name), ref.aid("magnitude:" + name),
+                             ref.aid("exact:" + name)));
     }
-    if (comp.extra_checks) {
-      for (CompareReport& rep : comp.extra_checks(c, ref.aids, io.out)) {
-        if (!rep.pass && r.status == Status::pass) {
-          r.status = Status::fail;
-          r.reason = rep.name + ": " + rep.message;
-        }
-        r.outputs.push_back(std::move(rep));
-      }
-    }
+    if (comp.extra_checks)
+      for (CompareReport& rep : comp.extra_checks(c, ref.aids, io.out)) record(std::move(rep));
     for (std::size_t i = 0; i < ref.inputs.size(); ++i) {
       if (std::memcmp(io.in[i].raw(), ref.inputs[i].raw(), ref.inputs[i].nbytes()) != 0 && r.status == Status::pass) {
         r.status = Status::fail;

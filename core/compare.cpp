@@ -133,10 +133,13 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
       const double d = std::fabs(g - e);
       if (e != 0) r.max_rel = std::max(r.max_rel, d / std::fabs(e));
       agree.add(g, e);
+      auto exact_bits = [&] {  // identical bit patterns; any difference ranks far above every bound
+        bad = std::memcmp(gb + i * esize, rb + i * esize, esize) != 0;
+        ratio = bad ? std::max(d, 1e-300) * 1e300 : 0;
+      };
       switch (tol.kind) {
         case Tolerance::Kind::exact:
-          bad = std::memcmp(gb + i * esize, rb + i * esize, esize) != 0;
-          ratio = bad ? std::max(d, 1e-300) * 1e300 : 0;
+          exact_bits();
           break;
         case Tolerance::Kind::ulps: {
           const double allowed = tol.ulps * ulp_in(tol.fmt, e);
@@ -153,8 +156,7 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
         case Tolerance::Kind::bounded: {
           const double mag = magnitude->get(i);
           if (use_mask && exact_mask->get(i) != 0) {  // proved exact by the component: identical bits only
-            bad = std::memcmp(gb + i * esize, rb + i * esize, esize) != 0;
-            ratio = bad ? std::max(d, 1e-300) * 1e300 : 0;
+            exact_bits();
             break;
           }
           const double allowed = tol.eps * mag + tol.rtol * std::fabs(e);

@@ -33,8 +33,9 @@ const std::vector<InstrRun>& hardware_runs() {
 #define DSV3_ACCUM_NEED_GPU() GTEST_SKIP() << "built without CUDA"
 #endif
 
-TEST(GpuAccumProbe, SanityExact) {
-  DSV3_ACCUM_NEED_GPU();
+// Calls expect(run, check, problems) for every FP8 MMA instruction this GPU runs; skips when none.
+template <class Expect>
+void for_each_run(Expect expect) {
   const std::vector<Probe> probes = make_probes();
   ASSERT_EQ(hardware_runs().size(), 2u);
   int ran = 0;
@@ -45,26 +46,23 @@ TEST(GpuAccumProbe, SanityExact) {
     const RunCheck rc = check_run(probes, run);
     std::string problems;
     for (const auto& p : rc.problems) problems += "\n  " + p;
-    EXPECT_TRUE(rc.sanity_ok) << run.instr << " (A packing " << run.layout << ")" << problems;
+    expect(run, rc, problems);
   }
   if (ran == 0) GTEST_SKIP() << "this GPU runs neither FP8 MMA instruction: " << hardware_runs().front().error;
 }
 
+TEST(GpuAccumProbe, SanityExact) {
+  DSV3_ACCUM_NEED_GPU();
+  for_each_run([](const InstrRun& run, const RunCheck& rc, const std::string& problems) {
+    EXPECT_TRUE(rc.sanity_ok) << run.instr << " (A packing " << run.layout << ")" << problems;
+  });
+}
+
 TEST(GpuAccumProbe, AllAccumulatorsEqual) {
   DSV3_ACCUM_NEED_GPU();
-  const std::vector<Probe> probes = make_probes();
-  ASSERT_EQ(hardware_runs().size(), 2u);
-  int ran = 0;
-  for (const InstrRun& run : hardware_runs()) {
-    if (run.unavailable) continue;  // e.g. wgmma on a GPU other than sm_90
-    ++ran;
-    ASSERT_TRUE(run.error.empty()) << run.instr << ": " << run.error;
-    const RunCheck rc = check_run(probes, run);
-    std::string problems;
-    for (const auto& p : rc.problems) problems += "\n  " + p;
+  for_each_run([](const InstrRun& run, const RunCheck& rc, const std::string& problems) {
     EXPECT_TRUE(rc.layout_ok) << run.instr << " (A packing " << run.layout << ")" << problems;
-  }
-  if (ran == 0) GTEST_SKIP() << "this GPU runs neither FP8 MMA instruction: " << hardware_runs().front().error;
+  });
 }
 
 }  // namespace
