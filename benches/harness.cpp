@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <regex>
@@ -53,6 +54,10 @@ Prepared& prepare(const Component& comp, const Variant& v, const Case& c, const 
   auto p = std::make_unique<Prepared>();
   p->key = key;
   if (opt.progress) std::cerr << "[" << index + 1 << "/" << total << "] " << key << std::endl;
+  using clock = std::chrono::steady_clock;
+  const auto seconds = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  const auto t0 = clock::now();
+  auto t1 = t0;
   try {
     const bool validate = opt.validate && v.name != "ref";
     if (validate) {
@@ -60,6 +65,7 @@ Prepared& prepare(const Component& comp, const Variant& v, const Case& c, const 
       validations().push_back(to_json(r));
       if (r.status != Status::pass) p->error = "validation " + std::string(status_name(r.status)) + ": " + r.reason;
     }
+    t1 = clock::now();
     if (p->error.empty()) {
       // Validated cases reuse the checker's inputs (large cases take seconds to generate).
       p->io = Io{validate ? shared_checker().reference(comp, c).inputs : comp.make_inputs(c), comp.make_outputs(c)};
@@ -73,6 +79,10 @@ Prepared& prepare(const Component& comp, const Variant& v, const Case& c, const 
   } catch (const std::exception& e) {
     p->error = e.what();
   }
+  // Where a long run spends its host time: validation (the reference, once per case) and setup.
+  if (opt.progress && seconds(t0, clock::now()) >= 1.0)
+    std::cerr << "  prepared in " << std::fixed << std::setprecision(1) << seconds(t0, clock::now())
+              << " s (validation " << seconds(t0, t1) << " s)" << std::defaultfloat << std::endl;
   cur = std::move(p);
   return *cur;
 }
@@ -121,10 +131,8 @@ void run_benchmark(benchmark::State& state, const Component* comp, const Variant
 
 }  // namespace
 
-std::vector<Planned> register_benchmarks(const Ceilings& ceil, const Options& opt) {
+std::vector<Planned> plan_benchmarks(const Options& opt) {
   const std::regex re(opt.filter.empty() ? std::string(".*") : opt.filter);
-  struct Item { const Component* comp; const Variant* v; Case c; std::string name; };
-  std::vector<Item> items;
   std::vector<Planned> plan;
   auto& reg = Registry::instance();
   for (const auto& comp : reg.components()) {
@@ -137,20 +145,28 @@ std::vector<Planned> register_benchmarks(const Ceilings& ceil, const Options& op
         if (why.empty() && v->backend == Backend::cpu && comp.bytes(c) > opt.cpu_max_bytes)
           why = "CPU variant skipped above " + std::to_string(static_cast<long long>(opt.cpu_max_bytes / 1e6)) +
                 " MB moved (--cpu-max-bytes)";
-        plan.push_back({name, why});
-        if (why.empty()) items.push_back({&comp, v, c, name});
+        plan.push_back({name, why, comp.name + "/" + c.id, &comp, v, c});
       }
-  }
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const Item it = items[i];
-    const std::size_t total = items.size();
-    benchmark::RegisterBenchmark(it.name.c_str(), [it, &ceil, opt, i, total](benchmark::State& s) {
-      run_benchmark(s, it.comp, it.v, it.c, ceil, opt, i, total);
-    })->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
   return plan;
 }
 
-nlohmann::json validation_results() { return validations(); }
+void register_planned(const std::vector<const Planned*>& items, std::size_t first_index, std::size_t total,
+                      const Ceilings& ceil, const Options& opt) {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const Planned* it = items[i];
+    const std::size_t index = first_index + i;
+    benchmark::RegisterBenchmark(it->name.c_str(), [it, &ceil, opt, index, total](benchmark::State& s) {
+      run_benchmark(s, it->comp, it->variant, it->c, ceil, opt, index, total);
+    })->UseManualTime()->Unit(benchmark::kMicrosecond)
+        ->MinTime(it->variant->backend == Backend::cuda ? opt.min_time / kCudaCallsPerIteration : opt.min_time);
+  }
+}
+
+nlohmann::json take_validation_results() {
+  nlohmann::json v = std::move(validations());
+  validations() = nlohmann::json::array();
+  return v;
+}
 
 }  // namespace dsv3::bench

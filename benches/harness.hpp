@@ -3,8 +3,8 @@
 // For every (component, perf case, variant) it registers a benchmark named
 // "<component>/<variant>/<case>", validates the variant once against the reference before
 // timing (skipped with --no-validate), times run() with manual time (CUDA variants: one warm-up
-// call, then CUDA events around 10 back-to-back calls per iteration, the mean per call; CPU
-// variants: steady_clock around one call) and reports counters:
+// call, then CUDA events around 10 back-to-back calls per iteration, the mean per call, for about
+// Options::min_time of GPU time; CPU variants: steady_clock around one call) and reports counters:
 //   GBps          component bytes() / time, 1e9 B/s (fewest bytes: inputs read once, outputs written once)
 //   TFLOPps       component flops() / time (when flops() > 0)
 //   frac_ceiling  GBps / measured copy ceiling (device copy for CUDA, memcpy for CPU)
@@ -17,6 +17,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "core/registry.hpp"
 
 namespace dsv3::bench {
 
@@ -37,17 +39,31 @@ struct Options {
   bool validate = true;         // check each variant against the reference once before timing
   bool flush_l2 = false;        // flush L2 before every timed CUDA launch
   bool progress = true;         // "[i/n] name" lines on stderr
+  // Seconds of timed work per benchmark (Google Benchmark's min_time; its default is 0.5). CUDA
+  // iterations time 10 calls and report their mean, so their min_time is divided by 10: the GPU
+  // is busy for about min_time, not ten times that.
+  double min_time = 0.5;
 };
 
 struct Planned {
-  std::string name;             // benchmark name
-  std::string skip_reason;      // non-empty: not registered, and why
+  std::string name;             // benchmark name "<component>/<variant>/<case>"
+  std::string skip_reason;      // non-empty: not run, and why
+  std::string batch;            // "<component>/<case>": a case's variants run as one batch
+  const Component* comp = nullptr;
+  const Variant* variant = nullptr;
+  Case c;
 };
 
-// Registers the benchmarks; returns every planned row, skipped ones with their reason.
-std::vector<Planned> register_benchmarks(const Ceilings& ceilings, const Options& opt);
+// Every benchmark the filter selects, case-major (one case's variants together, so the case's
+// reference is computed once), skipped ones with their reason. Registers nothing.
+std::vector<Planned> plan_benchmarks(const Options& opt);
 
-// Validation results gathered while benchmarks ran (bundle "bench_validation").
-nlohmann::json validation_results();
+// Registers `items` (planned, not skipped) with Google Benchmark; progress lines count them as
+// first_index + 1 .. of `total`. The items must outlive the run.
+void register_planned(const std::vector<const Planned*>& items, std::size_t first_index, std::size_t total,
+                      const Ceilings& ceilings, const Options& opt);
+
+// Validation results gathered since the last call (bundle "bench_validation"); clears them.
+nlohmann::json take_validation_results();
 
 }  // namespace dsv3::bench

@@ -17,8 +17,9 @@
 // so): activation scales [Kb][round_up(M, 4)] (token-major), weight scales [Nb][round_up(Kb, 4)].
 // UE8M0 scales are decoded to f32 (exact). Accumulation into C (beta = 1) needs C and D of one
 // type: cases with f32 output only. FAST_ACCUM is left at its default (off).
-// Ran on an H100 (cuBLASLt 13.1, 2026-11-23): block scaling is accepted (status 15, NOT_SUPPORTED,
-// for 1-row calls: such cases skip with the library's answer); rates in docs/fp8-gemm.md.
+// Ran on an H100 (cuBLASLt 13.1, 2026-11-23): block scaling is accepted for 64 and 128 rows and
+// refused (status 15, NOT_SUPPORTED) for 1, 3, 5, 7, 17, 57, 65 and 130 rows: such calls are padded
+// (see LtRunner::Call); rates in docs/fp8-gemm.md.
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -67,13 +68,23 @@ DeviceBuffer upload(const void* host, std::size_t bytes, const std::string& name
   return b;
 }
 
+// Candidate row counts for one block-scaled call, smallest first: the rows themselves, then padded
+// up to multiples of 4..64 (cuBLASLt 13.1 on an H100 refuses VEC128_32F calls whose row count is
+// not a multiple of some granularity; the search finds it instead of assuming it).
+std::vector<int64_t> padded_row_candidates(int64_t rows) {
+  std::vector<int64_t> v = {rows};
+  for (int64_t a : {4, 8, 16, 32, 64})
+    if (round_up(rows, a) != v.back()) v.push_back(round_up(rows, a));
+  return v;
+}
+
 class LtRunner final : public Runner {
  public:
   LtRunner(const Params& p, Io& io, Baseline kind) : p_(p), io_(io), kind_(kind) {
     p_.validate();
     require_tensors(io_.in, input_specs(p_), "fp8_gemm/cuBLASLt " + p_.to_string() + " inputs");
     require_tensors(io_.out, output_specs(p_), "fp8_gemm/cuBLASLt " + p_.to_string() + " outputs");
-    calls_ = token_rows(p_, io_.in);
+    for (const RowRange& r : token_rows(p_, io_.in)) calls_.push_back(std::make_unique<Call>(Call{r}));
     const Tensor& a = io_.in[0];
     const Tensor& b = io_.in[2];
     a_ = upload(a.raw(), a.nbytes(), "A codes");
@@ -86,63 +97,84 @@ class LtRunner final : public Runner {
     const std::vector<float> sa = scale_values(io_.in[1]), sb = scale_values(io_.in[3]);
     if (kind_ == Baseline::bf16) prepare_bf16(sa, sb);
     else prepare_scales(sa, sb);
-    for (const RowRange& c : calls_) add_matmul(c);
+    for (auto& c : calls_) add_matmul(*c, sa);
   }
   ~LtRunner() override {
-    mm_.clear();
+    calls_.clear();
     if (handle_) cublasLtDestroy(handle_);
   }
 
   void run() override {
     const float alpha = 1.0f, beta = p_.accumulate ? 1.0f : 0.0f;
     std::vector<bool> dequantized(static_cast<std::size_t>(p_.groups()), false);
-    for (std::size_t i = 0; i < calls_.size(); ++i) {
-      const RowRange& c = calls_[i];
-      const void* bptr = b_.as<uint8_t>() + c.g * p_.n * p_.k;
-      const void* aptr = a_.as<uint8_t>() + c.row0 * p_.k;
+    for (auto& call : calls_) {
+      Call& c = *call;
+      const void* bptr = b_.as<uint8_t>() + c.r.g * p_.n * p_.k;
+      const void* aptr = a_.as<uint8_t>() + c.r.row0 * p_.k;
       if (kind_ == Baseline::bf16) {
-        if (!dequantized[static_cast<std::size_t>(c.g)]) {  // weight_dequant on every call, as model.py
-          fp8::gpu::dequant(b_.as<uint8_t>() + c.g * p_.n * p_.k, sb32_.as<float>() + c.g * p_.nb() * p_.kb(),
-                            w16_.as<uint16_t>() + c.g * p_.n * p_.k, wq_, cfg_, 0);
-          dequantized[static_cast<std::size_t>(c.g)] = true;
+        if (!dequantized[static_cast<std::size_t>(c.r.g)]) {  // weight_dequant on every call, as model.py
+          fp8::gpu::dequant(b_.as<uint8_t>() + c.r.g * p_.n * p_.k, sb32_.as<float>() + c.r.g * p_.nb() * p_.kb(),
+                            w16_.as<uint16_t>() + c.r.g * p_.n * p_.k, wq_, cfg_, 0);
+          dequantized[static_cast<std::size_t>(c.r.g)] = true;
         }
-        bptr = w16_.as<uint16_t>() + c.g * p_.n * p_.k;
-        aptr = a16_.as<uint16_t>() + c.row0 * p_.k;
+        bptr = w16_.as<uint16_t>() + c.r.g * p_.n * p_.k;
+        aptr = a16_.as<uint16_t>() + c.r.row0 * p_.k;
       }
-      const int64_t offset = c.row0 * p_.n * static_cast<int64_t>(dtype_size(p_.out));
-      void* dptr = d_.as<uint8_t>() + offset;
-      const void* cptr = p_.accumulate ? static_cast<const void*>(c_.as<uint8_t>() + offset) : dptr;
-      LtMatmul& m = *mm_[i];
+      void* dptr = d_.as<uint8_t>() + d_offset(c);
+      const void* cptr = p_.accumulate ? static_cast<const void*>(c_.as<uint8_t>() + d_offset(c)) : dptr;
+      if (c.padded()) {
+        aptr = c.a_pad.data();
+        dptr = c.d_pad.data();
+        cptr = p_.accumulate ? c.c_pad.data() : dptr;
+      }
+      LtMatmul& m = *c.mm;
       const bool swap = kind_ == Baseline::block_scaled && block_config().swapped;
       DSV3_LT_CHECK(cublasLtMatmul(handle_, m.op, &alpha, swap ? aptr : bptr, m.a, swap ? bptr : aptr, m.b, &beta,
                                    cptr, m.d, dptr, m.d, &m.algo.algo, workspace_.data(), workspace_.size(), 0));
     }
   }
 
+  // Padded calls' token rows are copied out of their staging D here, not in run(): a caller that
+  // pads its activations reads the padded output in place (the copy is not part of the GEMM).
   void fetch() override {
     DSV3_CUDA_CHECK(cudaDeviceSynchronize());
     DSV3_CUDA_CHECK(cudaGetLastError());
+    for (auto& c : calls_)
+      if (c->padded())
+        DSV3_CUDA_CHECK(cudaMemcpy(d_.as<uint8_t>() + d_offset(*c), c->d_pad.data(), d_bytes(c->r.rows),
+                                   cudaMemcpyDeviceToDevice));
     d_.download(io_.out[0].raw(), io_.out[0].nbytes());
     for (const DeviceBuffer* b : {&a_, &b_, &c_, &d_, &workspace_}) b->check_canaries();
+    for (const auto& c : calls_)
+      for (const DeviceBuffer* b : {&c->a_pad, &c->c_pad, &c->d_pad, &c->sa}) b->check_canaries();
   }
 
  private:
-  // Scale tensors in cuBLASLt's layouts (see the header), one per call for A, one per group for B.
+  // One library call: a range of token rows of one group. Block-scaled calls the library refuses
+  // at their row count run padded: A's rows copied at prepare time into a staging buffer of
+  // lib_rows rows (zero codes and zero scales below them, as a quantizer writing padded
+  // activations would leave them), D (and C) staged likewise; pad rows' outputs are discarded.
+  struct Call {
+    RowRange r;
+    int64_t lib_rows = 0;              // rows the library computes: r.rows unless padded
+    DeviceBuffer a_pad, c_pad, d_pad;  // staging, when padded()
+    DeviceBuffer sa;                   // block-scaled A scales [Kb][round_up(lib_rows, 4)]
+    std::unique_ptr<LtMatmul> mm;
+    bool padded() const { return lib_rows > r.rows; }
+  };
+
+  std::size_t d_bytes(int64_t rows) const { return static_cast<std::size_t>(rows * p_.n) * dtype_size(p_.out); }
+  std::size_t d_offset(const Call& c) const { return d_bytes(c.r.row0); }
+
+  // Scale tensors in cuBLASLt's layouts (see the header): per-tensor scalars, or one B scale tensor
+  // per group (A's block scales are written per call, by add_matmul, for the rows it settles on).
   void prepare_scales(const std::vector<float>& sa, const std::vector<float>& sb) {
     const int64_t kb = p_.kb(), nb = p_.nb();
     if (kind_ == Baseline::per_tensor) {
       const float s[2] = {sa.at(0), sb.at(0)};
-      sa_.emplace_back(upload(&s[0], 4, "scale A"));
+      sa_pt_ = upload(&s[0], 4, "scale A");
       sb_.emplace_back(upload(&s[1], 4, "scale B"));
       return;
-    }
-    for (const RowRange& c : calls_) {
-      const int64_t ld = round_up(c.rows, 4);
-      std::vector<float> t(static_cast<std::size_t>(kb * ld), 0.0f);
-      for (int64_t r = 0; r < c.rows; ++r)
-        for (int64_t g = 0; g < kb; ++g)
-          t[static_cast<std::size_t>(g * ld + r)] = sa[static_cast<std::size_t>((c.row0 + r) * kb + g)];
-      sa_.emplace_back(upload(t.data(), t.size() * 4, "A scales (token-major)"));
     }
     const int64_t ldk = round_up(kb, 4);
     for (int64_t g = 0; g < p_.groups(); ++g) {
@@ -152,6 +184,16 @@ class LtRunner final : public Runner {
           t[static_cast<std::size_t>(i * ldk + q)] = sb[static_cast<std::size_t>((g * nb + i) * kb + q)];
       sb_.emplace_back(upload(t.data(), t.size() * 4, "B scales"));
     }
+  }
+
+  // A's scales of one call, token-major [Kb][round_up(lib_rows, 4)]; rows past the call's are zero.
+  DeviceBuffer block_a_scales(const std::vector<float>& sa, const RowRange& r, int64_t lib_rows) const {
+    const int64_t kb = p_.kb(), ld = round_up(lib_rows, 4);
+    std::vector<float> t(static_cast<std::size_t>(kb * ld), 0.0f);
+    for (int64_t i = 0; i < r.rows; ++i)
+      for (int64_t g = 0; g < kb; ++g)
+        t[static_cast<std::size_t>(g * ld + i)] = sa[static_cast<std::size_t>((r.row0 + i) * kb + g)];
+    return upload(t.data(), t.size() * 4, "A scales (token-major)");
   }
 
   void prepare_bf16(const std::vector<float>& sa, const std::vector<float>& sb) {
@@ -173,52 +215,86 @@ class LtRunner final : public Runner {
     DSV3_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
-  void add_matmul(const RowRange& c) {
-    mm_.push_back(std::make_unique<LtMatmul>(handle_));
-    LtMatmul* m = mm_.back().get();
+  // The call's matmul; block-scaled calls take the smallest row count the library accepts.
+  void add_matmul(Call& c, const std::vector<float>& sa) {
+    if (kind_ != Baseline::block_scaled) {
+      c.lib_rows = c.r.rows;
+      describe(c);
+      if (!c.mm->heuristic(kWorkspace)) throw VariantUnsupported(refused(c.r.rows, c.mm->refusal));
+      return;
+    }
+    std::string refusal;
+    for (int64_t rows : padded_row_candidates(c.r.rows)) {
+      c.lib_rows = rows;
+      c.sa = block_a_scales(sa, c.r, rows);
+      describe(c);
+      if (c.mm->heuristic(kWorkspace)) {
+        if (c.padded()) stage(c);
+        return;
+      }
+      if (refusal.empty()) refusal = c.mm->refusal;
+    }
+    throw VariantUnsupported(refused(c.r.rows, refusal) + " (nor padded to a multiple of 4..64 rows)");
+  }
+
+  static std::string refused(int64_t rows, const std::string& why) {
+    return "cuBLASLt offers no algorithm for a call of " + std::to_string(rows) + " rows of this case: " + why;
+  }
+
+  // Descriptor and layouts of c's matmul at c.lib_rows rows.
+  void describe(Call& c) {
+    c.mm = std::make_unique<LtMatmul>(handle_);
+    LtMatmul* m = c.mm.get();
+    const int64_t rows = c.lib_rows;
     const cudaDataType_t in = kind_ == Baseline::bf16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
     const cudaDataType_t out = p_.out == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
     DSV3_LT_CHECK(cublasLtMatmulDescCreate(&m->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     m->set(CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
     m->set(CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
     if (kind_ != Baseline::bf16) {
-      const std::size_t i = &c - calls_.data();
-      const void* sa = kind_ == Baseline::per_tensor ? sa_[0].data() : sa_[i].data();
-      const void* sb = kind_ == Baseline::per_tensor ? sb_[0].data() : sb_[static_cast<std::size_t>(c.g)].data();
+      const void* sa = kind_ == Baseline::per_tensor ? sa_pt_.data() : c.sa.data();
+      const void* sb = kind_ == Baseline::per_tensor ? sb_[0].data() : sb_[static_cast<std::size_t>(c.r.g)].data();
       if (kind_ == Baseline::block_scaled && block_config().swapped) {
         configure_block_scaled(*m, true, sa, sb);
-        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->a, in, p_.k, c.rows, p_.k));  // our A rows, transposed
-        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->b, in, p_.k, p_.n, p_.k));    // our B as [K, N]
-        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->d, out, c.rows, p_.n, p_.n));
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->a, in, p_.k, rows, p_.k));  // our A rows, transposed
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->b, in, p_.k, p_.n, p_.k));  // our B as [K, N]
+        DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->d, out, rows, p_.n, p_.n));
         const cublasLtOrder_t row = CUBLASLT_ORDER_ROW;  // D [rows, N] row-major, as ours
         DSV3_LT_CHECK(cublasLtMatrixLayoutSetAttribute(m->d, CUBLASLT_MATRIX_LAYOUT_ORDER, &row, sizeof row));
-        pick_algorithm(*m, c);
         return;
       }
       if (kind_ == Baseline::block_scaled) configure_block_scaled(*m, false, sa, sb);
       m->set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, sb);  // the library's A is our B
       m->set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, sa);
     }
-    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->a, in, p_.k, p_.n, p_.k));     // our B [N, K]
-    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->b, in, p_.k, c.rows, p_.k));   // our A rows [rows, K]
-    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->d, out, p_.n, c.rows, p_.n));  // D rows [rows, N]
-    pick_algorithm(*m, c);
+    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->a, in, p_.k, p_.n, p_.k));   // our B [N, K]
+    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->b, in, p_.k, rows, p_.k));   // our A rows [rows, K]
+    DSV3_LT_CHECK(cublasLtMatrixLayoutCreate(&m->d, out, p_.n, rows, p_.n));  // D rows [rows, N]
   }
 
-  void pick_algorithm(LtMatmul& m, const RowRange& c) {
-    if (!m.heuristic(kWorkspace))  // seen on an H100 with cuBLASLt 13.1 for 1-row block-scaled calls
-      throw VariantUnsupported("cuBLASLt offers no algorithm for a call of " + std::to_string(c.rows) +
-                               " rows of this case: " + m.refusal);
+  // Staging buffers of a padded call: A's rows then zero codes; C's rows then zeros; D.
+  void stage(Call& c) {
+    const std::size_t a_bytes = static_cast<std::size_t>(c.r.rows * p_.k);
+    c.a_pad = DeviceBuffer(static_cast<std::size_t>(c.lib_rows * p_.k), "A rows padded for cuBLASLt");
+    c.a_pad.poison(0);
+    DSV3_CUDA_CHECK(cudaMemcpy(c.a_pad.data(), a_.as<uint8_t>() + c.r.row0 * p_.k, a_bytes, cudaMemcpyDeviceToDevice));
+    c.d_pad = DeviceBuffer(d_bytes(c.lib_rows), "D rows padded for cuBLASLt");
+    c.d_pad.poison(0xff);
+    if (p_.accumulate) {
+      c.c_pad = DeviceBuffer(d_bytes(c.lib_rows), "C rows padded for cuBLASLt");
+      c.c_pad.poison(0);
+      DSV3_CUDA_CHECK(cudaMemcpy(c.c_pad.data(), c_.as<uint8_t>() + d_offset(c), d_bytes(c.r.rows),
+                                 cudaMemcpyDeviceToDevice));
+    }
   }
 
   Params p_;
   Io& io_;
   Baseline kind_;
-  std::vector<RowRange> calls_;
+  std::vector<std::unique_ptr<Call>> calls_;
   cublasLtHandle_t handle_ = nullptr;
-  std::vector<std::unique_ptr<LtMatmul>> mm_;
-  DeviceBuffer a_, b_, c_, d_, workspace_, sb32_, w16_, a16_;
-  std::vector<DeviceBuffer> sa_, sb_;
+  DeviceBuffer a_, b_, c_, d_, workspace_, sb32_, w16_, a16_, sa_pt_;
+  std::vector<DeviceBuffer> sb_;
   fp8::gpu::LaunchCfg cfg_;
   fp8::Params wq_;
 };

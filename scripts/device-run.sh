@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Run ON the lent GPU machine, in one device call (see scripts/device-prepare.sh):
-#   builds with the carried .deps for sm_90a, runs the gpu- and cpu-labelled tests, then
-#   `dsv3 run`, and packs test logs + the result bundle, plots and REPORT.md into
-#   $OUT/device-results.tar.gz (unpack it under results/ here and commit the bundle).
+#   builds with the carried .deps for sm_90a, runs every gpu-labelled test (one process:
+#   seconds, where one ctest process per test takes minutes), then `dsv3 run --resume` into
+#   results/<date>_<gpu>/ of the tree, and packs the test logs and that folder into
+#   $OUT/device-results.tar.gz. Unpack it over the checkout here; when the run was cut short
+#   (DSV3_RUN_SECONDS or the call's limit), the next call ships the partial bundle back with the
+#   tree and the run continues at its first unmeasured case. CPU tests are CI's job, not run here.
 # Usage: device-run.sh [all|test|run] [dsv3 run arguments...]
-#   all (default) build + tests + run; `test` build + tests; `run` build (kept between calls on a
-#   warm machine, so nearly free) + `dsv3 run`: two calls when one would pass the 10-minute limit.
+#   all (default) build + tests + run; `test` build + tests; `run` build + run.
+# Environment: DSV3_RUN_SECONDS  stop `dsv3 run` after this long (default: no limit); the bundle
+#              keeps every finished phase and benchmark case.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=all
@@ -20,23 +24,30 @@ cmake -S . -B build-device "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DDSV3_BUNDLED
   || { tail -40 "$out/pack/configure.log"; exit 1; }
 cmake --build build-device -j "$(nproc)" > "$out/pack/build.log" 2>&1 || { tail -60 "$out/pack/build.log"; exit 1; }
 echo "device-run: built"
-gpu_rc=0 cpu_rc=0 run_rc=0
+gpu_rc=0 run_rc=0
 if [ "$mode" != run ]; then
-  ctest --test-dir build-device -L gpu -j 4 --output-on-failure > "$out/pack/ctest-gpu.log" 2>&1
+  # ctest -L gpu selects the tests named Gpu* (CMakeLists.txt): the same filter, in one process.
+  build-device/dsv3_tests --gtest_filter='Gpu*' --gtest_output="xml:$out/pack/gpu-tests.xml" \
+    > "$out/pack/gpu-tests.log" 2>&1
   gpu_rc=$?
-  ctest --test-dir build-device -L cpu -j 8 --output-on-failure > "$out/pack/ctest-cpu.log" 2>&1
-  cpu_rc=$?
-  grep -E "tests passed|tests failed" "$out/pack/ctest-gpu.log" "$out/pack/ctest-cpu.log"
-  grep -E "\*\*\*Failed" "$out/pack/ctest-gpu.log" | head -20
+  grep -E "^\[==========\] .* ran|^\[  PASSED|^\[  FAILED|^\[  SKIPPED \] [0-9]" "$out/pack/gpu-tests.log"
+  grep -E "^\[  FAILED  \] [A-Za-z]" "$out/pack/gpu-tests.log" | head -20
 fi
 if [ "$mode" != test ]; then
-  day=$(date -u +%F)
   slug=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g; s/-$//')
-  build-device/dsv3 run --out "$out/pack/${day}_${slug}" "$@" > "$out/pack/run.log" 2>&1
+  dir="results/$(date -u +%F)_${slug}"
+  limit=()
+  [ -n "${DSV3_RUN_SECONDS:-}" ] && limit=(timeout "$DSV3_RUN_SECONDS")
+  "${limit[@]}" build-device/dsv3 run --resume --out "$dir" "$@" > "$out/pack/run.log" 2>&1
   run_rc=$?
+  [ "$run_rc" = 124 ] && echo "device-run: dsv3 run stopped after ${DSV3_RUN_SECONDS}s; call again to resume"
   tail -30 "$out/pack/run.log"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bundle phases:', d['completed_phases'])" \
+    "$dir/bundle.json" 2>/dev/null
+  for f in gpu-tests.log run.log nvidia-smi.txt; do [ -f "$out/pack/$f" ] && cp "$out/pack/$f" "$dir/"; done
+  tar -czf "$out/device-results.tar.gz" "$dir"
 fi
-tar -C "$out/pack" -czf "$out/device-results.tar.gz" .
+[ "$mode" = test ] && tar -C "$out/pack" -czf "$out/device-results.tar.gz" .
 rm -rf "$out/pack"
-echo "device-run: gpu tests rc=$gpu_rc, cpu tests rc=$cpu_rc, run rc=$run_rc"
-exit $(( gpu_rc || cpu_rc || run_rc ))
+echo "device-run: gpu tests rc=$gpu_rc, run rc=$run_rc"
+exit $(( gpu_rc || run_rc ))

@@ -48,8 +48,12 @@ def joined(d, keys, sep=", "):
     return sep.join(f"{k} {d[k]}" for k in keys if d.get(k) not in (None, ""))
 
 
+PHASES = ("environment", "ceilings", "check", "bench", "studies")  # dsv3 run's phases, in order
+
+
 def machine_section(bundles):
-    rows = {"device": [], "host": [], "toolchain": [], "git commit": [], "created (UTC)": [], "bundle": []}
+    rows = {"device": [], "host": [], "toolchain": [], "git commit": [], "created (UTC)": [], "phases": [],
+            "bundle": []}
     for b in bundles:
         dev, host, tc, git = (b.get(k) or {} for k in ("device", "host", "toolchain", "git"))
         if dev.get("present"):
@@ -68,6 +72,11 @@ def machine_section(bundles):
         commit = git.get("commit") or "unknown"
         rows["git commit"].append(commit + (" (dirty)" if git.get("dirty") else ""))
         rows["created (UTC)"].append(b.get("created_utc") or "unknown")
+        done = b.get("completed_phases", [])
+        missing = [p for p in PHASES if p not in done]
+        runs = len(b.get("invocations", []))
+        rows["phases"].append(", ".join(done) + (f"; **incomplete**, not completed: {', '.join(missing)}" if missing else "")
+                              + (f" ({runs} invocations, see the bundle's `invocations`)" if runs > 1 else ""))
         rows["bundle"].append(b["_path"])
     out = ["## Machine", ""]
     out += table([" "] + [cell(b["_label"]) for b in bundles], [[k] + [cell(v) for v in vs] for k, vs in rows.items()])

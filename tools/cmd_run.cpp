@@ -1,6 +1,7 @@
 // dsv3 run: the suite's main job on whatever hardware is present.
 //   ceilings -> check -> bench -> studies -> results/<date>_<device>/bundle.json -> plots + REPORT.md
-// The bundle is rewritten atomically after every phase; --resume continues an interrupted run.
+// The bundle is rewritten atomically after every phase and, in the bench phase, after every case;
+// --resume continues an interrupted run (a bench phase at its first unmeasured case).
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -42,12 +43,16 @@ void add_run(CLI::App& app) {
   auto quick = std::make_shared<bool>(false);
   auto resume = std::make_shared<bool>(false);
   auto no_plots = std::make_shared<bool>(false);
+  auto no_validate = std::make_shared<bool>(false);
   auto run = std::make_shared<BenchRun>();
   cmd->add_option("--out", *out, "Output directory (default: results/<YYYY-MM-DD>_<device>)");
   cmd->add_option("--filter", *filter, "ECMAScript regex on '<component>/<variant>/<case>' for check and bench");
   cmd->add_flag("--quick", *quick, "Smaller ceilings, one benchmark repetition, smaller studies");
-  cmd->add_flag("--resume", *resume, "Continue the bundle in --out: phases already completed are not re-run");
+  cmd->add_flag("--resume", *resume, "Continue the bundle in --out: completed phases, and benchmarks already in it, are not re-run");
   cmd->add_flag("--no-plots", *no_plots, "Do not call scripts/plot.py and scripts/report.py");
+  cmd->add_flag("--no-validate", *no_validate,
+                "Bench: skip the check of each variant against the reference before timing (the check phase "
+                "still runs); recorded in the bundle's invocations");
   cmd->add_option("--cpu-max-bytes", run->options.cpu_max_bytes, "CPU variants skip larger perf cases")->capture_default_str();
   cmd->footer("Exit status: 0 when every check passed or was skipped, 1 when a check failed, 2 on errors.");
   cmd->callback([=] {
@@ -64,6 +69,10 @@ void add_run(CLI::App& app) {
       doc["config"] = {{"filter", *filter}, {"out", dir.string()}, {"quick", *quick}};
       bundle.mark_done("environment");
     }
+    // Every invocation that wrote to this bundle, with its options: a resumed run may differ.
+    doc["invocations"].push_back({{"utc", utc_now("%Y-%m-%dT%H:%M:%SZ")}, {"git", git_json()}, {"filter", *filter},
+                                  {"quick", *quick}, {"resume", *resume}, {"validate", !*no_validate}});
+    bundle.flush();
     bench::Ceilings ceilings;
     if (!bundle.done("ceilings")) {
       ceilings = measure_ceilings(*quick);
@@ -89,11 +98,23 @@ void add_run(CLI::App& app) {
     }
     if (!bundle.done("bench")) {
       run->options.filter = *filter;
+      run->options.validate = !*no_validate;
       run->repetitions = *quick ? 1 : 3;
-      nlohmann::json b = run_benchmarks(ceilings, *run);
-      doc["benchmarks"] = b["benchmarks"];
-      doc["benchmark_context"] = b["context"];
-      doc["bench_validation"] = b["validation"];
+      // The bundle is saved after every case: an interrupted bench phase resumes at the next case.
+      auto store = [&doc](const nlohmann::json& b) {
+        doc["benchmarks"] = b["benchmarks"];
+        doc["benchmark_context"] = b["context"];
+        doc["bench_validation"] = b["validation"];
+      };
+      nlohmann::json prior = nlohmann::json::object();
+      if (doc.contains("benchmarks"))
+        prior = {{"context", doc.value("benchmark_context", nlohmann::json::object())},
+                 {"benchmarks", doc["benchmarks"]},
+                 {"validation", doc.value("bench_validation", nlohmann::json::array())}};
+      store(run_benchmarks(ceilings, *run, prior, [&](const nlohmann::json& b) {
+        store(b);
+        bundle.flush();
+      }));
       bundle.mark_done("bench");
     }
     if (!bundle.done("studies")) {
@@ -126,7 +147,8 @@ void add_run(CLI::App& app) {
     if (!*no_plots) {
       const std::string b = bundle.path().string();
       if (run_script("plot.py", "'" + b + "' --out '" + (dir / "plots").string() + "'") != 0 ||
-          run_script("report.py", "'" + b + "' --out '" + (dir / "REPORT.md").string() + "' --plots plots") != 0)
+          run_script("report.py", "'" + b + "' --out '" + (dir / "REPORT.md").string() + "' --plots '" +
+                                     (dir / "plots").string() + "'") != 0)
         throw std::runtime_error("plotting/report failed (install scripts/requirements.txt; see README) - the bundle is complete");
     }
     for (const auto& r : doc["correctness"])

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,10 +35,14 @@ void print_check_table(const std::vector<CaseResult>& results, bool failures_onl
 struct BenchRun {
   bench::Options options;
   int repetitions = 3;
-  double min_time = 0.0;  // seconds per benchmark; 0 = Google Benchmark's default
   std::vector<std::string> extra_args;
 };
-nlohmann::json run_benchmarks(const bench::Ceilings& ceilings, const BenchRun& run);
+// Runs the planned benchmarks one case at a time; returns {"context", "benchmarks", "validation"}.
+// Rows of `prior` (an earlier, interrupted run's return value) are kept and their benchmarks not
+// re-run; after_batch, when given, sees the result so far after every case (to save it).
+nlohmann::json run_benchmarks(const bench::Ceilings& ceilings, const BenchRun& run,
+                              nlohmann::json prior = nlohmann::json::object(),
+                              const std::function<void(const nlohmann::json&)>& after_batch = {});
 bench::Ceilings measure_ceilings(bool quick);
 
 // Environment descriptors for the bundle (tools/environment.cpp).
