@@ -48,7 +48,7 @@ def joined(d, keys, sep=", "):
     return sep.join(f"{k} {d[k]}" for k in keys if d.get(k) not in (None, ""))
 
 
-PHASES = ("environment", "ceilings", "check", "bench", "studies")  # dsv3 run's phases, in order
+PHASES = ("environment", "ceilings", "check", "studies", "bench")  # dsv3 run's phases, in order
 
 
 def machine_section(bundles):

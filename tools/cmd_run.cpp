@@ -1,5 +1,7 @@
 // dsv3 run: the suite's main job on whatever hardware is present.
-//   ceilings -> check -> bench -> studies -> results/<date>_<device>/bundle.json -> plots + REPORT.md
+//   ceilings -> check -> studies -> bench -> results/<date>_<device>/bundle.json -> plots + REPORT.md
+// Numerics (check, studies) come before the benchmarks, the longest phase on a GPU host: a run cut
+// short keeps its verdicts.
 // The bundle is rewritten atomically after every phase and, in the bench phase, after every case;
 // --resume continues an interrupted run (a bench phase at its first unmeasured case).
 #include <chrono>
@@ -37,7 +39,7 @@ int run_script(const std::string& script, const std::string& args) {
 }  // namespace
 
 void add_run(CLI::App& app) {
-  auto* cmd = app.add_subcommand("run", "Ceilings, check, bench and numerics studies; writes a result bundle, plots and REPORT.md");
+  auto* cmd = app.add_subcommand("run", "Ceilings, check, numerics studies, then benchmarks; writes a result bundle, plots and REPORT.md");
   auto out = std::make_shared<std::string>();
   auto filter = std::make_shared<std::string>();
   auto quick = std::make_shared<bool>(false);
@@ -96,27 +98,6 @@ void add_run(CLI::App& app) {
       for (const auto& r : results) doc["correctness"].push_back(to_json(r));
       bundle.mark_done("check");
     }
-    if (!bundle.done("bench")) {
-      run->options.filter = *filter;
-      run->options.validate = !*no_validate;
-      run->repetitions = *quick ? 1 : 3;
-      // The bundle is saved after every case: an interrupted bench phase resumes at the next case.
-      auto store = [&doc](const nlohmann::json& b) {
-        doc["benchmarks"] = b["benchmarks"];
-        doc["benchmark_context"] = b["context"];
-        doc["bench_validation"] = b["validation"];
-      };
-      nlohmann::json prior = nlohmann::json::object();
-      if (doc.contains("benchmarks"))
-        prior = {{"context", doc.value("benchmark_context", nlohmann::json::object())},
-                 {"benchmarks", doc["benchmarks"]},
-                 {"validation", doc.value("bench_validation", nlohmann::json::array())}};
-      store(run_benchmarks(ceilings, *run, prior, [&](const nlohmann::json& b) {
-        store(b);
-        bundle.flush();
-      }));
-      bundle.mark_done("bench");
-    }
     if (!bundle.done("studies")) {
       doc["studies"] = nlohmann::json::object();
       for (const auto& comp : Registry::instance().components()) {
@@ -142,6 +123,27 @@ void add_run(CLI::App& app) {
         }
       }
       bundle.mark_done("studies");
+    }
+    if (!bundle.done("bench")) {
+      run->options.filter = *filter;
+      run->options.validate = !*no_validate;
+      run->repetitions = *quick ? 1 : 3;
+      // The bundle is saved after every case: an interrupted bench phase resumes at the next case.
+      auto store = [&doc](const nlohmann::json& b) {
+        doc["benchmarks"] = b["benchmarks"];
+        doc["benchmark_context"] = b["context"];
+        doc["bench_validation"] = b["validation"];
+      };
+      nlohmann::json prior = nlohmann::json::object();
+      if (doc.contains("benchmarks"))
+        prior = {{"context", doc.value("benchmark_context", nlohmann::json::object())},
+                 {"benchmarks", doc["benchmarks"]},
+                 {"validation", doc.value("bench_validation", nlohmann::json::array())}};
+      store(run_benchmarks(ceilings, *run, prior, [&](const nlohmann::json& b) {
+        store(b);
+        bundle.flush();
+      }));
+      bundle.mark_done("bench");
     }
     std::cerr << "run: wrote " << bundle.path().string() << "\n";
     if (!*no_plots) {
