@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "core/json_file.hpp"
+
 namespace dsv3 {
 namespace {
 
@@ -83,6 +85,41 @@ const Variant& Registry::variant(const std::string& comp, const std::string& nam
   for (auto* v : variants(comp))
     if (v->name == name) return *v;
   throw std::invalid_argument("unknown variant '" + comp + "/" + name + "'");
+}
+
+namespace {
+
+class FnRunner final : public Runner {
+ public:
+  explicit FnRunner(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void run() override { fn_(); }
+
+ private:
+  std::function<void()> fn_;
+};
+
+}  // namespace
+
+std::unique_ptr<Runner> make_cpu_runner(std::function<void()> fn) { return std::make_unique<FnRunner>(std::move(fn)); }
+
+std::vector<Case> load_shape_cases(
+    const std::string& component,
+    const std::function<std::vector<Case>(const nlohmann::json& entry, const std::string& at)>& parse) {
+  const auto path = datasets_dir() / "shapes" / (component + ".json");
+  const nlohmann::json j = load_json_file(path);
+  const std::string where = path.string();
+  const auto list = json_field<nlohmann::json>(j, "cases", where);
+  if (!list.is_array()) throw InputError(where + ": field 'cases' must be an array");
+  std::vector<Case> cases;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string at = where + ": cases[" + std::to_string(i) + "]";
+    try {
+      for (Case& c : parse(list[i], at)) cases.push_back(std::move(c));
+    } catch (const std::invalid_argument& e) {
+      throw InputError(at + ": " + e.what());
+    }
+  }
+  return cases;
 }
 
 }  // namespace dsv3

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "optimized/cuda_check.hpp"
+#include "optimized/device_io.hpp"
 #include "optimized/fp8_quant.cuh"
 
 // ---- the "cuda" variant -----------------------------------------------------------------------
@@ -19,59 +20,45 @@ namespace {
 // Device copies of a case's tensors; run() only enqueues kernels on stream 0.
 class CudaRunner final : public Runner {
  public:
-  CudaRunner(const Params& p, Io& io) : p_(p), io_(io) {
+  CudaRunner(const Params& p, Io& io) : p_(p), io_(io), dev_(io) {
     p_.validate();
     if (const std::string why = gpu::unsupported_reason(p_); !why.empty()) throw std::invalid_argument(why);
     check_io(p_, io_, "fp8_quant/cuda");
     cfg_ = gpu::query_launch_cfg();
-    for (const Tensor& t : io_.in) {
-      in_.emplace_back(t.nbytes(), "input " + t.name());
-      in_.back().upload(t.raw(), t.nbytes());
-    }
-    for (const Tensor& t : io_.out) {  // NaN in every float format (0x7f is the fp8 NaN code)
-      out_.emplace_back(t.nbytes(), "output " + t.name());
-      out_.back().poison(t.dtype() == DType::e4m3 || t.dtype() == DType::e5m2 ? 0x7f : 0xff);
-    }
   }
 
   void run() override {
     switch (p_.op) {
       case Op::quant_1x128:
-        gpu::quant_1x128(in_[0].as<uint16_t>(), out_[0].as<uint8_t>(), out_[1].as<float>(), p_, cfg_, 0);
+        gpu::quant_1x128(dev_.in<uint16_t>(0), dev_.out<uint8_t>(0), dev_.out<float>(1), p_, cfg_, 0);
         break;
       case Op::quant_128x128:
-        gpu::quant_128x128(in_[0].as<uint16_t>(), out_[0].as<uint8_t>(), out_[1].as<float>(), p_, cfg_, 0);
+        gpu::quant_128x128(dev_.in<uint16_t>(0), dev_.out<uint8_t>(0), dev_.out<float>(1), p_, cfg_, 0);
         break;
       case Op::dequant_1x128:
       case Op::dequant_128x128:
-        gpu::dequant(in_[0].as<uint8_t>(), in_[1].as<float>(), out_[0].as<uint16_t>(), p_, cfg_, 0);
+        gpu::dequant(dev_.in<uint8_t>(0), dev_.in<float>(1), dev_.out<uint16_t>(0), p_, cfg_, 0);
         break;
       case Op::retile_1x128_to_128x1:
-        gpu::retile_1x128_to_128x1(in_[0].as<uint8_t>(), in_[1].as<float>(), out_[0].as<uint8_t>(),
-                                   out_[1].as<float>(), p_, cfg_, 0);
+        gpu::retile_1x128_to_128x1(dev_.in<uint8_t>(0), dev_.in<float>(1), dev_.out<uint8_t>(0),
+                                   dev_.out<float>(1), p_, cfg_, 0);
         break;
       case Op::logfmt:
-        gpu::logfmt_encode(in_[0].as<uint16_t>(), out_[0].as<uint16_t>(), out_[1].as<float>(),
-                           out_[2].as<uint8_t>(), p_, cfg_, 0);
-        gpu::logfmt_decode(out_[0].as<uint16_t>(), out_[1].as<float>(), out_[2].as<uint8_t>(),
-                           out_[3].as<uint16_t>(), p_, cfg_, 0);
+        gpu::logfmt_encode(dev_.in<uint16_t>(0), dev_.out<uint16_t>(0), dev_.out<float>(1),
+                           dev_.out<uint8_t>(2), p_, cfg_, 0);
+        gpu::logfmt_decode(dev_.out<uint16_t>(0), dev_.out<float>(1), dev_.out<uint8_t>(2),
+                           dev_.out<uint16_t>(3), p_, cfg_, 0);
         break;
     }
   }
 
-  void fetch() override {
-    DSV3_CUDA_CHECK(cudaDeviceSynchronize());
-    DSV3_CUDA_CHECK(cudaGetLastError());
-    for (std::size_t i = 0; i < out_.size(); ++i) out_[i].download(io_.out[i].raw(), io_.out[i].nbytes());
-    for (const DeviceBuffer& b : in_) b.check_canaries();
-    for (const DeviceBuffer& b : out_) b.check_canaries();
-  }
+  void fetch() override { dev_.fetch(io_); }
 
  private:
   Params p_;
   Io& io_;
   gpu::LaunchCfg cfg_;
-  std::vector<DeviceBuffer> in_, out_;
+  DeviceIo dev_;
 };
 
 }  // namespace
