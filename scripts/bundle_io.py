@@ -157,6 +157,16 @@ def check_bundle(b, path):
                 c.str_(row, key, f)
             for key in ("rel_l2", "max_rel", "sqnr_db", "bits"):
                 c.num(row, key, f)
+    for i, row in enumerate(studies.get("kv_cache", [])):
+        f = f"studies.kv_cache[{i}]"
+        if row.get("skipped") or row.get("error"):
+            continue
+        for key in ("model", "format"):
+            c.str_(row, key, f)
+        for key in ("context", "bytes", "bytes_per_token"):
+            c.num(row, key, f, required=True)
+        for key in ("bytes_per_token_per_layer", "elems_per_token_per_layer", "ratio_to_baseline", "ratio_to_bf16"):
+            c.num(row, key, f)
 
 
 def load_bundle(path):

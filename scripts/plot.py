@@ -12,6 +12,9 @@ Reads one or more bundle.json files and writes, into --out:
                       one line per promotion interval N_C, panels per input kind x frac_bits
   fp8_gemm_error_budget.png  studies.fp8_gemm_error_budget: relative L2 error per (N, K) and
                       error source (kernel rounding, bf16 output, quantization, total)
+  kv_cache.png        studies.kv_cache: KV-cache GiB of one sequence vs context length (log-log),
+                      one colour per model, BF16 solid, FP8 latent dashed (bundles with identical
+                      rows are drawn once: the rows come from the model configs alone)
 A plot whose data is absent from every bundle is skipped with a note. With several
 bundles, each bundle ("<device or cpu-only> <date>") gets its own bars side by side.
 Nothing is re-run; the plots come from the bundles only.
@@ -306,6 +309,48 @@ def plot_fp8_gemm_error_budget(bundles, out_dir, written):
     save(fig, out_dir, "fp8_gemm_error_budget.png", written)
 
 
+KV_FORMATS = {"bf16": ("-", "o", "BF16"), "fp8_latent": ("--", "s", "FP8 latent")}
+
+
+def plot_kv_cache(bundles, out_dir, written):
+    panels = []  # (label, rows), rows with a context and a byte count
+    for b in bundles:
+        rows = [r for r in (b.get("studies") or {}).get("kv_cache") or []
+                if finite(r.get("context")) and finite(r.get("bytes")) is not None]
+        if rows and all(rows != seen for _, seen in panels):
+            panels.append((b["_label"], rows))
+    if not panels:
+        print("note: no studies.kv_cache in any bundle; skipping kv_cache.png")
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(12 * len(panels), 5.5), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (label, rows) in zip(axes[0], panels):
+        models = list(dict.fromkeys(r["model"] for r in rows))
+        for i, model in enumerate(models):
+            mine = [r for r in rows if r["model"] == model]
+            for fmt_key in order((r["format"] for r in mine), list(KV_FORMATS)):
+                style, marker, fmt_name = KV_FORMATS.get(fmt_key, (":", "x", fmt_key))
+                pts = sorted((r["context"], r["bytes"] / 2**30) for r in mine if r["format"] == fmt_key)
+                per_token = next(r.get("bytes_per_token") for r in mine if r["format"] == fmt_key)
+                name = mine[0].get("name") or model
+                ax.plot([c for c, _ in pts], [g if g > 0 else np.nan for _, g in pts], linestyle=style,
+                        marker=marker, color=colors[i % len(colors)],
+                        label=f"{name} {fmt_name}: {per_token / 1000:.3f} KB/token")
+        contexts = sorted({r["context"] for r in rows})
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(contexts, [f"{c:,}" for c in contexts], rotation=20)
+        ax.minorticks_off()
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("KV cache of one sequence (GiB = 2^30 B, log)")
+        ax.set_title("KV-cache memory vs context (BF16 solid, FP8 latent dashed)"
+                     + (f" — {label}" if len(panels) > 1 else ""), fontsize=10)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    save(fig, out_dir, "kv_cache.png", written)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="+", metavar="BUNDLE.json", help="result bundle(s); the first one is the baseline")
@@ -317,7 +362,7 @@ def main():
         raise UserError(f"{out_dir}: --out exists and is not a folder")
     written = []
     for fn in (plot_ceilings, plot_benchmarks, plot_correctness, plot_fp8_scaling, plot_fp8_equal_bits,
-               plot_fp8_accum, plot_fp8_gemm_error_budget):
+               plot_fp8_accum, plot_fp8_gemm_error_budget, plot_kv_cache):
         fn(bundles, out_dir, written)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0

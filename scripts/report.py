@@ -3,7 +3,8 @@
 
 Sections: machine, ceilings, correctness summary with every failed case and its worst
 element, the full correctness table, benchmarks (Google Benchmark median rows when
-repetitions ran), numerics studies, and links to the PNGs that scripts/plot.py wrote.
+repetitions ran), numerics studies (studies.kv_cache as one line per model and cache format,
+linking kv_cache.png), and links to the PNGs that scripts/plot.py wrote.
 With several bundles the first is the baseline: benchmarks are lined up by name with
 the speedup against it, and correctness verdicts are lined up by case.
 Nothing is re-run; the report comes from the bundles only.
@@ -20,7 +21,8 @@ from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, 
 
 COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
-PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png", "fp8_accum.png"]
+PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png", "fp8_accum.png",
+              "kv_cache.png"]
 
 
 def cell(v):
@@ -311,7 +313,39 @@ def gemm_section(bundles):
     return out
 
 
-def studies_section(bundles):
+def kv_cache_table(rows, plot_link):
+    """studies.kv_cache (one row per model, format and context) as one line per (model, format):
+    the per-token figures, then GiB of one sequence per context length."""
+    rows = [r for r in rows if "model" in r and "format" in r and "context" in r]
+    if not rows:
+        return []
+    contexts = sorted({r["context"] for r in rows})
+    base = rows[0].get("baseline", "?")
+    body = []
+    for key in dict.fromkeys((r["model"], r["format"]) for r in rows):
+        mine = {r["context"]: r for r in rows if (r["model"], r["format"]) == key}
+        r = next(iter(mine.values()))
+        kb = finite(r.get("bytes_per_token"))
+        body.append([cell(r["model"]), cell(r.get("family")), cell(r["format"]), cell(r.get("elems_per_token_per_layer")),
+                     cell(r.get("bytes_per_token_per_layer")), cell(r.get("bytes_per_token")),
+                     "n/a" if kb is None else f"{kb / 1000:.3f}", cell(r.get("ratio_to_baseline")),
+                     cell(r.get("ratio_to_bf16"))]
+                    + [cell(mine[c]["bytes"] / 2**30) if finite(mine.get(c, {}).get("bytes")) is not None else "—"
+                       for c in contexts])
+    out = ["One sequence's cache from the model configs alone (core/kv_cache.hpp). KB = 1000 B (ISCA Table 1's "
+           "convention); GiB = 2^30 B. `fp8_latent` is FlashMLA's FP8 cache (kv_lora_rank E4M3 + one FP32 scale per "
+           "128 + qk_rope_head_dim BF16 per layer: 656 B for V3, v3-facts G32), for MLA models only. "
+           f"Ratios are to {cell(base)}'s BF16 bytes/token. ISCA Table 1 prints 7.28× for LLaMA-3.1 405B, which its "
+           "own byte values do not give (516.096 / 70.272 = 7.344×; v3-facts §12 item 1).", ""]
+    out += table(["model", "family", "format", "elems/token/layer", "B/token/layer", "B/token", "KB/token",
+                  f"× {cell(base)}", "× BF16"] + [f"GiB @ {c}" for c in contexts], body, "kv_cache")
+    if plot_link:
+        out += [f"Plot: [kv_cache.png]({plot_link}) (cache memory vs context, BF16 solid, FP8 latent dashed).", ""]
+    return out
+
+
+def studies_section(bundles, plot_link=lambda name: None):
+    """plot_link(png name) -> the link to that plot relative to the report, or None when absent."""
     out = ["## Numerics studies", ""]
     names = list(dict.fromkeys(n for b in bundles for n, rows in (b.get("studies") or {}).items() if rows))
     if not names:
@@ -323,9 +357,22 @@ def studies_section(bundles):
             if not rows:
                 continue
             out += [f"### {name}" + (f" — {b['_label']}" if len(bundles) > 1 else ""), ""]
+            compact = kv_cache_table(rows, plot_link("kv_cache.png")) if name == "kv_cache" else []
+            if compact:
+                out += compact
+                continue
             cols = list(dict.fromkeys(k for r in rows for k in r))
             out += table([cell(c) for c in cols], [[cell(r.get(c)) for c in cols] for r in rows], name)
     return out
+
+
+def plot_linker(plots_dir, report_dir):
+    def link(name):
+        path = os.path.join(plots_dir, name)
+        if not os.path.isfile(path):
+            return None
+        return os.path.relpath(path, report_dir).replace(os.sep, "/").replace(" ", "%20")
+    return link
 
 
 def plots_section(plots_dir, report_dir):
@@ -367,9 +414,10 @@ def main():
             who = f" ({cell(b['_label'])})" if len(bundles) > 1 else ""
             why = dev.get("reason") or ("no reason given" if "device" in b else "the bundle has no 'device' field")
             lines += [f"> **{CPU_ONLY}.**{who} Device: {cell(why)}", ""]
+    report_dir = os.path.dirname(os.path.abspath(out_path))
     for section in (machine_section(bundles), ceilings_section(bundles), correctness_section(bundles),
-                    benchmark_section(bundles), gemm_section(bundles), studies_section(bundles),
-                    plots_section(plots_dir, os.path.dirname(os.path.abspath(out_path)))):
+                    benchmark_section(bundles), gemm_section(bundles),
+                    studies_section(bundles, plot_linker(plots_dir, report_dir)), plots_section(plots_dir, report_dir)):
         lines += section
     atomic_write(out_path, "\n".join(lines).rstrip("\n") + "\n")
     print(out_path)

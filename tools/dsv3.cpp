@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
       "  dsv3 check [REGEX]   correctness cases against the reference\n"
       "  dsv3 bench [REGEX]   benchmarks (Google Benchmark, JSON out)\n"
       "  dsv3 run             ceilings + check + bench + studies -> results/<date>_<device>/\n"
-      "  dsv3 model [ID...]   model configs: parameter counts, KV-cache bytes per token",
+      "  dsv3 model [ID...]   model configs: parameter counts, KV-cache bytes per token\n"
+      "  dsv3 model kv-cache  KV-cache calculator: bytes per token and per sequence, BF16 vs FP8 latent",
       "dsv3"};
   app.require_subcommand(1);
   app.fallthrough();
