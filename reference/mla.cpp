@@ -1,0 +1,317 @@
+// MLA attention cores (reference/mla.hpp): params, seeded inputs, the FP64 reference.
+#include "reference/mla.hpp"
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/parallel.hpp"
+#include "reference/mla_cache.hpp"
+#include "reference/rope.hpp"
+
+namespace dsv3::mla {
+
+using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+std::string_view cache_fmt_name(CacheFmt f) { return f == CacheFmt::bf16 ? "bf16" : "fp8"; }
+std::string_view op_name(Op o) { return o == Op::decode ? "decode" : "prefill"; }
+double v3_softmax_scale() { return rope::softmax_scale(kHeadQk, rope::Yarn{}); }
+
+std::string Params::to_string() const {
+  std::ostringstream os;
+  os << op_name(op) << " b=" << batch << (op == Op::decode ? " sq=" : " s=") << s_q << " h=" << heads;
+  if (op == Op::decode) {
+    os << ' ' << cache_fmt_name(cache);
+    if (!lens.empty()) {
+      os << " lens=";
+      for (std::size_t i = 0; i < lens.size(); ++i) os << (i ? "," : "") << lens[i];
+    } else {
+      os << " len~" << mean_len << (varlen ? " varlen" : "");
+    }
+    if (spare_pages != 2) os << " spare=" << spare_pages;
+  }
+  os << ' ' << dist_name(dist);
+  return os.str();
+}
+
+void Params::validate() const {
+  auto bad = [](const std::string& what) { throw std::invalid_argument("mla: " + what); };
+  if (batch < 1) bad("batch must be >= 1, got " + std::to_string(batch));
+  if (heads < 1) bad("heads must be >= 1, got " + std::to_string(heads));
+  if (op == Op::decode) {
+    if (s_q != 1 && s_q != 2) bad("decode s_q must be 1 or 2 (2 = MTP verification), got " + std::to_string(s_q));
+    if (!lens.empty() && static_cast<int64_t>(lens.size()) != batch)
+      bad("lens has " + std::to_string(lens.size()) + " entries for batch " + std::to_string(batch));
+    for (int64_t l : lens)
+      if (l < 0) bad("a sequence length is negative (" + std::to_string(l) + ")");
+    if (lens.empty() && mean_len < 0) bad("mean_len must be >= 0");
+    if (spare_pages < 0) bad("spare_pages must be >= 0");
+  } else if (s_q < 1) {
+    bad("prefill length s must be >= 1, got " + std::to_string(s_q));
+  }
+}
+
+std::vector<int64_t> Params::seq_lens() const {
+  if (!lens.empty()) return lens;
+  std::vector<int64_t> out(static_cast<std::size_t>(batch), mean_len);
+  if (varlen) {  // FlashMLA's test: max(N(mean, mean/2), s_q)
+    Params same = *this;  // the same lengths for either cache format
+    same.cache = CacheFmt::bf16;
+    same.spare_pages = 2;
+    Rng rng(seed_from(same.to_string() + " lens"));
+    for (auto& l : out)
+      l = std::max<int64_t>(std::llround(static_cast<double>(mean_len) + rng.normal() * static_cast<double>(mean_len) / 2), s_q);
+  }
+  return out;
+}
+
+int64_t Params::max_pages() const {
+  int64_t m = 0;
+  for (int64_t l : seq_lens()) m = std::max(m, (l + kPage - 1) / kPage);
+  return m + 1;
+}
+
+std::vector<TensorSpec> input_specs(const Params& p) {
+  if (p.op == Op::prefill)
+    return {{"q", DType::bf16, {p.batch, p.s_q, p.heads, kHeadQk}},
+            {"k", DType::bf16, {p.batch, p.s_q, p.heads, kHeadQk}},
+            {"v", DType::bf16, {p.batch, p.s_q, p.heads, kHeadV}}};
+  const std::vector<int64_t> lens = p.seq_lens();
+  int64_t pages = std::max<int64_t>(p.spare_pages, 1);
+  for (int64_t l : lens) pages += (l + kPage - 1) / kPage;
+  const TensorSpec cache = p.cache == CacheFmt::bf16 ? TensorSpec{"kv_cache", DType::bf16, {pages, kPage, kQk}}
+                                                     : TensorSpec{"kv_cache", DType::u8, {pages, kPage, kFp8TokenBytes}};
+  return {{"q", DType::bf16, {p.batch, p.s_q, p.heads, kQk}}, cache,
+          {"block_table", DType::i32, {p.batch, p.max_pages()}}, {"seqlens", DType::i32, {p.batch}}};
+}
+
+std::vector<TensorSpec> output_specs(const Params& p) {
+  const int64_t dv = p.op == Op::decode ? kLatent : kHeadV;
+  return {{"out", DType::bf16, {p.batch, p.s_q, p.heads, dv}}, {"lse", DType::f32, {p.batch, p.heads, p.s_q}}};
+}
+
+std::vector<Tensor> make_inputs(const Params& p) {
+  p.validate();
+  std::vector<Tensor> in = allocate(input_specs(p));
+  Params same_values = p;  // cases differing only in cache format or page layout hold the same values
+  same_values.cache = CacheFmt::bf16;
+  same_values.spare_pages = 2;
+  const std::string values_id = same_values.to_string();
+  const uint64_t seed = seed_from(values_id);
+  fill(in[0], p.dist, seed);
+  if (p.op == Op::prefill) {
+    fill(in[1], p.dist, seed + 1);
+    fill(in[2], p.dist, seed + 2);
+    return in;
+  }
+  const std::vector<int64_t> lens = p.seq_lens();
+  const PagedLayout layout = plan_pages(lens, p.max_pages(), p.spare_pages, seed_from(p.to_string() + " pages"));
+  std::copy(layout.block_table.begin(), layout.block_table.end(), in[2].span<int32_t>().begin());
+  for (std::size_t b = 0; b < lens.size(); ++b) in[3].span<int32_t>()[b] = static_cast<int32_t>(lens[b]);
+  const int64_t tb = token_bytes(p.cache);
+  auto* cache = static_cast<uint8_t*>(in[1].raw());
+  for (int64_t t = 0; t < layout.pages * kPage; ++t) poison_token(p.cache, cache + t * tb);
+  for (std::size_t b = 0; b < lens.size(); ++b) {
+    const std::vector<float> v = draw(p.dist, seed_from(values_id + " seq " + std::to_string(b)), lens[b] * kQk, kQk);
+    for (int64_t j = 0; j < lens[b]; ++j) {
+      float tok[kQk];
+      for (int64_t e = 0; e < kQk; ++e) tok[e] = bf16_to_f32(f32_to_bf16(v[static_cast<std::size_t>(j * kQk + e)]));
+      const int32_t page = layout.block_table[b * static_cast<std::size_t>(layout.table_width) + static_cast<std::size_t>(j / kPage)];
+      store_token(p.cache, tok, cache + (page * kPage + j % kPage) * tb);
+    }
+  }
+  return in;
+}
+
+void validate_decode_inputs(const Params& p, const std::vector<Tensor>& in) {
+  const auto table = in[2].span<const int32_t>();
+  const auto lens = in[3].span<const int32_t>();
+  const int64_t width = in[2].dim(1), pages = in[1].dim(0);
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const int64_t len = lens[static_cast<std::size_t>(b)];
+    if (len < 0) throw std::invalid_argument("mla decode: seqlens[" + std::to_string(b) + "] = " + std::to_string(len) + " is negative");
+    if ((len + kPage - 1) / kPage > width)
+      throw std::invalid_argument("mla decode: seqlens[" + std::to_string(b) + "] = " + std::to_string(len) + " needs " +
+                                  std::to_string((len + kPage - 1) / kPage) + " pages, the block table has " + std::to_string(width));
+    for (int64_t k = 0; k < (len + kPage - 1) / kPage; ++k) {
+      const int32_t e = table[static_cast<std::size_t>(b * width + k)];
+      if (e < 0 || e >= pages)
+        throw std::invalid_argument("mla decode: block_table[" + std::to_string(b) + ", " + std::to_string(k) + "] = " +
+                                    std::to_string(e) + " is outside the cache's " + std::to_string(pages) + " pages");
+    }
+  }
+}
+
+namespace {
+
+// Online softmax state of `rows` queries over blocks of keys, in FP64.
+struct Softmax {
+  Eigen::VectorXd max, sum;
+  MatD acc;  // [rows, dv]
+  Softmax(int64_t rows, int64_t dv) : max(Eigen::VectorXd::Constant(rows, -std::numeric_limits<double>::infinity())),
+                                      sum(Eigen::VectorXd::Zero(rows)), acc(MatD::Zero(rows, dv)) {}
+  // s [rows, n] scaled scores (-Inf where masked), v [n, dv].
+  void add(MatD& s, const MatD& v) {
+    for (Eigen::Index r = 0; r < s.rows(); ++r) {
+      const double m = std::max(max(r), s.row(r).maxCoeff());
+      if (m == -std::numeric_limits<double>::infinity()) {  // nothing visible yet
+        s.row(r).setZero();
+        continue;
+      }
+      const double keep = max(r) == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(max(r) - m);
+      for (Eigen::Index j = 0; j < s.cols(); ++j) s(r, j) = std::exp(s(r, j) - m);  // exp(-Inf) = 0
+      sum(r) = sum(r) * keep + s.row(r).sum();
+      acc.row(r) *= keep;
+      max(r) = m;
+    }
+    acc.noalias() += s * v;
+  }
+  // Row r's output and LSE in FP64.
+  void finish(Eigen::Index r, double* out, double* lse) const {
+    if (sum(r) == 0) {  // no visible key: out 0, lse +Inf
+      for (Eigen::Index j = 0; j < acc.cols(); ++j) out[j] = 0;
+      *lse = std::numeric_limits<double>::infinity();
+      return;
+    }
+    for (Eigen::Index j = 0; j < acc.cols(); ++j) out[j] = acc(r, j) / sum(r);
+    *lse = max(r) + std::log(sum(r));
+  }
+};
+
+void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs& out) {
+  const double scale = v3_softmax_scale();
+  const auto* cache = static_cast<const uint8_t*>(in[1].raw());
+  const auto table = in[2].span<const int32_t>();
+  const auto lens = in[3].span<const int32_t>();
+  const int64_t width = in[2].dim(1), tb = token_bytes(p.cache), rows = p.s_q * p.heads;
+  parallel_for(p.batch, [&](int64_t b0, int64_t b1) {
+    MatD q(rows, kQk), k(kPage, kQk);
+    for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t i = 0; i < p.s_q; ++i)  // row i * H + h
+        for (int64_t h = 0; h < p.heads; ++h)
+          for (int64_t e = 0; e < kQk; ++e) q(i * p.heads + h, e) = in[0].get(((b * p.s_q + i) * p.heads + h) * kQk + e);
+      const int64_t len = lens[static_cast<std::size_t>(b)];
+      Softmax sm(rows, kLatent);
+      for (int64_t page = 0; page * kPage < len; ++page) {
+        const int64_t n = std::min(kPage, len - page * kPage);
+        const uint8_t* base = cache + table[static_cast<std::size_t>(b * width + page)] * kPage * tb;
+        for (int64_t j = 0; j < kPage; ++j) {
+          if (j < n) decode_token(p.cache, base + j * tb, k.row(j).data());
+          else k.row(j).setZero();  // never read: the page's tail is poisoned
+        }
+        MatD s = (q * k.transpose()) * scale;
+        for (int64_t i = 0; i < p.s_q; ++i) {
+          const int64_t last = len - p.s_q + i;  // last visible position of query i
+          for (int64_t j = 0; j < kPage; ++j)
+            if (j >= n || page * kPage + j > last) s.block(i * p.heads, j, p.heads, 1).setConstant(-std::numeric_limits<double>::infinity());
+        }
+        sm.add(s, k.leftCols(kLatent));
+      }
+      for (int64_t i = 0; i < p.s_q; ++i)
+        for (int64_t h = 0; h < p.heads; ++h)
+          sm.finish(i * p.heads + h, out.out.data() + ((b * p.s_q + i) * p.heads + h) * kLatent,
+                    out.lse.data() + (b * p.heads + h) * p.s_q + i);
+    }
+  });
+}
+
+void prefill_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs& out) {
+  const double scale = v3_softmax_scale();
+  const int64_t S = p.s_q, H = p.heads;
+  parallel_for(p.batch * H, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t b = u / H, h = u % H;
+      auto load = [&](const Tensor& t, int64_t width) {
+        MatD m(S, width);
+        for (int64_t i = 0; i < S; ++i)
+          for (int64_t e = 0; e < width; ++e) m(i, e) = t.get(((b * S + i) * H + h) * width + e);
+        return m;
+      };
+      const MatD q = load(in[0], kHeadQk), k = load(in[1], kHeadQk), v = load(in[2], kHeadV);
+      Softmax sm(S, kHeadV);
+      for (int64_t j0 = 0; j0 < S; j0 += kPage) {
+        const int64_t n = std::min(kPage, S - j0);
+        MatD s = (q * k.middleRows(j0, n).transpose()) * scale;
+        for (int64_t i = 0; i < S; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            if (j0 + j > i) s(i, j) = -std::numeric_limits<double>::infinity();
+        sm.add(s, v.middleRows(j0, n));
+      }
+      for (int64_t i = 0; i < S; ++i)
+        sm.finish(i, out.out.data() + ((b * S + i) * H + h) * kHeadV, out.lse.data() + (b * H + h) * S + i);
+    }
+  });
+}
+
+}  // namespace
+
+F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in) {
+  p.validate();
+  const std::vector<TensorSpec> outs = output_specs(p);
+  F64Outputs out;
+  out.out.assign(static_cast<std::size_t>(shape_numel(outs[0].shape)), 0.0);
+  out.lse.assign(static_cast<std::size_t>(shape_numel(outs[1].shape)), 0.0);
+  if (p.op == Op::prefill) {
+    require_tensors(in, input_specs(p), "mla/ref inputs");
+    prefill_reference(p, in, out);
+    return out;
+  }
+  // The cache's page count and the table's width are the caller's: check ranks and widths only.
+  if (in.size() != 4) throw ShapeError("mla/ref decode: expected 4 inputs (q, kv_cache, block_table, seqlens)");
+  require_tensor(in[0], DType::bf16, {p.batch, p.s_q, p.heads, kQk}, "mla/ref decode q");
+  const Shape cache_shape = {in[1].rank() == 3 ? in[1].dim(0) : -1, kPage, p.cache == CacheFmt::bf16 ? kQk : kFp8TokenBytes};
+  require_tensor(in[1], p.cache == CacheFmt::bf16 ? DType::bf16 : DType::u8, cache_shape, "mla/ref decode kv_cache");
+  require_tensor(in[2], DType::i32, {p.batch, in[2].rank() == 2 ? in[2].dim(1) : -1}, "mla/ref decode block_table");
+  require_tensor(in[3], DType::i32, {p.batch}, "mla/ref decode seqlens");
+  validate_decode_inputs(p, in);
+  decode_reference(p, in, out);
+  return out;
+}
+
+uint16_t bf16_from_f64(double d) {
+  // Round to odd into FP32 (truncate, then set the last bit when inexact), then RNE to BF16: one
+  // correct rounding of d, as a format with 16 more bits than the target allows.
+  float t = static_cast<float>(d);
+  if (std::isfinite(d) && static_cast<double>(t) != d) {
+    if (std::fabs(static_cast<double>(t)) > std::fabs(d)) t = std::nextafter(t, 0.0f);
+    uint32_t u;
+    std::memcpy(&u, &t, 4);
+    u |= 1u;
+    std::memcpy(&t, &u, 4);
+  }
+  return f32_to_bf16(t);
+}
+
+void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
+  require_tensors(out, output_specs(p), "mla/ref outputs");
+  const F64Outputs f = run_reference_f64(p, in);
+  auto o = out[0].span<uint16_t>();
+  for (std::size_t i = 0; i < o.size(); ++i) o[i] = bf16_from_f64(f.out[i]);
+  auto l = out[1].span<float>();
+  for (std::size_t i = 0; i < l.size(); ++i) l[i] = static_cast<float>(f.lse[i]);
+}
+
+double flops(const Params& p) {
+  const auto hq = static_cast<double>(p.heads), sq = static_cast<double>(p.s_q);
+  if (p.op == Op::prefill)  // causal: S (S + 1) / 2 scores per head, QK^T 192 wide, PV 128 wide
+    return static_cast<double>(p.batch) * hq * sq * (sq + 1) / 2 * 2 * static_cast<double>(kHeadQk + kHeadV);
+  double total = 0;  // FlashMLA: b * h_q * s_q * (2 d L + 2 L dv), per sequence with its own L
+  for (int64_t l : p.seq_lens()) total += hq * sq * 2 * static_cast<double>(l) * static_cast<double>(kQk + kLatent);
+  return total;
+}
+
+double bytes_moved(const Params& p) {
+  const auto hq = static_cast<double>(p.heads), sq = static_cast<double>(p.s_q), b = static_cast<double>(p.batch);
+  if (p.op == Op::prefill)  // q, k, v read; out and lse written
+    return b * sq * hq * (2.0 * kHeadQk * 2 + 2.0 * kHeadV) + b * sq * hq * (2.0 * kHeadV + 4);
+  double cache = 0;  // FlashMLA: q + the cache once (one KV head) + out; plus lse here
+  for (int64_t l : p.seq_lens()) cache += static_cast<double>(l) * static_cast<double>(token_bytes(p.cache));
+  return b * sq * hq * kQk * 2 + cache + b * sq * hq * (kLatent * 2 + 4);
+}
+
+}  // namespace dsv3::mla

@@ -1,0 +1,156 @@
+// The mla component: cases (decode over the paged latent cache, naive prefill), the study rows
+// (KV-cache sizes from the model configs; FP8 vs BF16 latent cache error) and the CPU variants.
+#include <sstream>
+
+#include "core/compare.hpp"
+#include "core/json_file.hpp"
+#include "core/kv_cache.hpp"
+#include "core/parallel.hpp"
+#include "core/registry.hpp"
+#include "reference/mla.hpp"
+
+namespace dsv3::mla {
+namespace {
+
+Case decode_case(std::vector<int64_t> lens, int64_t s_q, int64_t heads, CacheFmt fmt, Dist d = Dist::normal) {
+  Params p;
+  p.op = Op::decode;
+  p.batch = static_cast<int64_t>(lens.size());
+  p.lens = std::move(lens);
+  p.s_q = s_q; p.heads = heads; p.cache = fmt; p.dist = d;
+  return make_case(p);
+}
+
+std::vector<Case> eval_cases() {
+  std::vector<Case> cases;
+  // The decode cases a kernel is held to: single sequences at page edges (1, 63, 64, 65), empty,
+  // several pages; a mixed batch with an empty sequence; every page of every case is placed in a
+  // permuted order among NaN-poisoned pages, tails poisoned too (reference/mla_cache.hpp).
+  const std::vector<int64_t> mixed = {0, 1, 63, 64, 65, 130, 200, 257};
+  for (CacheFmt fmt : {CacheFmt::bf16, CacheFmt::fp8})
+    for (int64_t s_q : {1, 2}) {
+      for (int64_t len : {1, 63, 64, 65, 0, 300}) cases.push_back(decode_case({len}, s_q, 128, fmt));
+      for (int64_t heads : {128, 64, 32, 16}) cases.push_back(decode_case(mixed, s_q, heads, fmt));
+      cases.push_back(decode_case(mixed, s_q, 128, fmt, Dist::outlier_channels));
+    }
+  // Naive prefill: a page edge and ragged lengths, full and tensor-parallel head counts.
+  for (int64_t s : {1, 63, 64, 65, 200})
+    for (int64_t heads : {128, 16}) {
+      Params p;
+      p.op = Op::prefill; p.batch = s < 100 ? 2 : 1; p.s_q = s; p.heads = heads;
+      cases.push_back(make_case(p));
+    }
+  return cases;
+}
+
+std::vector<Case> perf_cases() {
+  return load_shape_cases("mla", [](const nlohmann::json& c, const std::string& at) {
+    std::vector<Case> out;
+    Params base;
+    base.op = json_field<std::string>(c, "op", at) == "prefill" ? Op::prefill : Op::decode;
+    if (base.op == Op::decode && json_field<std::string>(c, "op", at) != "decode")
+      throw std::invalid_argument("op must be decode or prefill");
+    base.batch = json_int(c, "batch", at);
+    base.heads = json_field_or<int64_t>(c, "heads", 128, at);
+    std::vector<int64_t> sqs = json_field_or<std::vector<int64_t>>(c, "s_q", {1}, at);
+    std::vector<int64_t> lens = json_field_or<std::vector<int64_t>>(c, "mean_len", {0}, at);
+    std::vector<std::string> fmts = json_field_or<std::vector<std::string>>(c, "cache", {"bf16"}, at);
+    base.varlen = json_field_or<bool>(c, "varlen", false, at);
+    for (int64_t sq : sqs)
+      for (int64_t len : lens)
+        for (const std::string& f : fmts) {
+          if (f != "bf16" && f != "fp8") throw std::invalid_argument("cache must be bf16 or fp8, got '" + f + "'");
+          Params p = base;
+          p.s_q = sq; p.mean_len = len; p.cache = f == "fp8" ? CacheFmt::fp8 : CacheFmt::bf16;
+          p.validate();
+          out.push_back(make_case(p));
+        }
+    return out;
+  });
+}
+
+}  // namespace
+
+nlohmann::json cache_error_study(bool quick) {
+  nlohmann::json rows = nlohmann::json::array();
+  const std::vector<int64_t> contexts = quick ? std::vector<int64_t>{64, 1024} : std::vector<int64_t>{64, 1024, 8192};
+  for (Dist d : {Dist::normal, Dist::outlier_channels})
+    for (int64_t len : contexts) {
+      Params p;
+      p.op = Op::decode; p.batch = 2; p.heads = 128; p.mean_len = len; p.dist = d;
+      const F64Outputs ref = run_reference_f64(p, make_inputs(p));
+      Params q = p;
+      q.cache = CacheFmt::fp8;
+      const F64Outputs fp8 = run_reference_f64(q, make_inputs(q));
+      Agreement out_fp8, lse_fp8, out_round;
+      for (std::size_t i = 0; i < ref.out.size(); ++i) {
+        out_fp8.add(fp8.out[i], ref.out[i]);
+        out_round.add(bf16_to_f32(bf16_from_f64(ref.out[i])), ref.out[i]);
+      }
+      for (std::size_t i = 0; i < ref.lse.size(); ++i) lse_fp8.add(fp8.lse[i], ref.lse[i]);
+      auto row = [&](const char* pair, const Agreement& a, const char* output) {
+        return nlohmann::json{{"context", len}, {"dist", dist_name(d)}, {"heads", p.heads}, {"pair", pair},
+                              {"output", output}, {"rel_l2", a.rel_l2()}, {"cos_dist", a.cos_dist()},
+                              {"max_abs", a.max_abs}, {"rms_ref", a.rms_ref()}};
+      };
+      rows.push_back(row("fp8_cache_vs_bf16_cache", out_fp8, "out"));
+      rows.push_back(row("fp8_cache_vs_bf16_cache", lse_fp8, "lse"));
+      rows.push_back(row("bf16_output_rounding", out_round, "out"));
+    }
+  return rows;
+}
+
+namespace {
+
+std::unique_ptr<Runner> ref_runner(const Case& k, Io& io, int threads) {
+  return make_cpu_runner([p = k.as<Params>(), &io, threads] {
+    if (threads > 0) set_thread_count(threads);
+    try {
+      run_reference(p, io.in, io.out);
+    } catch (...) {
+      if (threads > 0) set_thread_count(0);
+      throw;
+    }
+    if (threads > 0) set_thread_count(0);
+  });
+}
+
+}  // namespace
+
+void register_component() {
+  Component c;
+  c.name = "mla";
+  c.description = "Multi-head Latent Attention cores: absorbed decode over the paged BF16/FP8 latent cache, naive causal prefill";
+  c.eval_cases = eval_cases;
+  c.perf_cases = perf_cases;
+  c.make_inputs = [](const Case& k) { return make_inputs(k.as<Params>()); };
+  c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
+  c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
+  c.flops = [](const Case& k) { return flops(k.as<Params>()); };
+  c.study = [](bool quick) {
+    return nlohmann::json{{"kv_cache", kv_cache_study_rows(quick)}, {"mla_cache_error", cache_error_study(quick)}};
+  };
+  Registry::instance().add(std::move(c));
+
+  Variant v;
+  v.component = "mla";
+  v.name = "ref";
+  v.description = "CPU reference: FP64 online softmax over 64-token pages, Eigen products, threaded over sequences / heads (reference/mla.cpp)";
+  v.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 0); };
+  v.tolerances["*"] = Tolerance::bit_exact("baseline: every other variant is compared with it, it is never checked against itself");
+  Variant one = v;
+  Registry::instance().add(std::move(v));
+
+  one.name = "ref_1thread";
+  one.description = "the reference on one thread: its output must not depend on the thread count";
+  one.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 1); };
+  one.unsupported = [](const Case& k) -> std::string {
+    return flops(k.as<Params>()) > 2e9 ? "thread-count check on cases up to 2e9 FLOPs" : "";
+  };
+  one.tolerances["*"] = Tolerance::bit_exact("each thread writes only its own sequences' (or heads') outputs, in the same order");
+  Registry::instance().add(std::move(one));
+}
+
+}  // namespace dsv3::mla
+
+void dsv3_register_mla_ref() { dsv3::mla::register_component(); }
