@@ -152,9 +152,11 @@ namespace {
 // Online softmax state of `rows` queries over blocks of keys, in FP64.
 struct Softmax {
   Eigen::VectorXd max, sum;
-  MatD acc;  // [rows, dv]
-  Softmax(int64_t rows, int64_t dv) : max(Eigen::VectorXd::Constant(rows, -std::numeric_limits<double>::infinity())),
-                                      sum(Eigen::VectorXd::Zero(rows)), acc(MatD::Zero(rows, dv)) {}
+  MatD acc;      // [rows, dv]: sum p v
+  MatD acc_abs;  // [rows, dv]: sum p |v| when tracked (the magnitude check aid), else empty
+  Softmax(int64_t rows, int64_t dv, bool magnitude)
+      : max(Eigen::VectorXd::Constant(rows, -std::numeric_limits<double>::infinity())),
+        sum(Eigen::VectorXd::Zero(rows)), acc(MatD::Zero(rows, dv)), acc_abs(magnitude ? MatD::Zero(rows, dv) : MatD()) {}
   // s [rows, n] scaled scores (-Inf where masked), v [n, dv].
   void add(MatD& s, const MatD& v) {
     for (Eigen::Index r = 0; r < s.rows(); ++r) {
@@ -167,19 +169,23 @@ struct Softmax {
       for (Eigen::Index j = 0; j < s.cols(); ++j) s(r, j) = std::exp(s(r, j) - m);  // exp(-Inf) = 0
       sum(r) = sum(r) * keep + s.row(r).sum();
       acc.row(r) *= keep;
+      if (acc_abs.size()) acc_abs.row(r) *= keep;
       max(r) = m;
     }
     acc.noalias() += s * v;
+    if (acc_abs.size()) acc_abs.noalias() += s * v.cwiseAbs();
   }
-  // Row r's output and LSE in FP64.
-  void finish(Eigen::Index r, double* out, double* lse) const {
+  // Row r's output, LSE and (when tracked) magnitude in FP64, at element offset `at`.
+  void finish(Eigen::Index r, F64Outputs& o, std::size_t at, std::size_t lse_at) const {
     if (sum(r) == 0) {  // no visible key: out 0, lse +Inf
-      for (Eigen::Index j = 0; j < acc.cols(); ++j) out[j] = 0;
-      *lse = std::numeric_limits<double>::infinity();
+      for (Eigen::Index j = 0; j < acc.cols(); ++j) o.out[at + j] = 0;
+      o.lse[lse_at] = std::numeric_limits<double>::infinity();
       return;
     }
-    for (Eigen::Index j = 0; j < acc.cols(); ++j) out[j] = acc(r, j) / sum(r);
-    *lse = max(r) + std::log(sum(r));
+    for (Eigen::Index j = 0; j < acc.cols(); ++j) o.out[at + j] = acc(r, j) / sum(r);
+    if (acc_abs.size())
+      for (Eigen::Index j = 0; j < acc.cols(); ++j) o.magnitude[at + j] = acc_abs(r, j) / sum(r);
+    o.lse[lse_at] = max(r) + std::log(sum(r));
   }
 };
 
@@ -196,7 +202,7 @@ void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs
         for (int64_t h = 0; h < p.heads; ++h)
           for (int64_t e = 0; e < kQk; ++e) q(i * p.heads + h, e) = in[0].get(((b * p.s_q + i) * p.heads + h) * kQk + e);
       const int64_t len = lens[static_cast<std::size_t>(b)];
-      Softmax sm(rows, kLatent);
+      Softmax sm(rows, kLatent, !out.magnitude.empty());
       for (int64_t page = 0; page * kPage < len; ++page) {
         const int64_t n = std::min(kPage, len - page * kPage);
         const uint8_t* base = cache + table[static_cast<std::size_t>(b * width + page)] * kPage * tb;
@@ -214,8 +220,8 @@ void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs
       }
       for (int64_t i = 0; i < p.s_q; ++i)
         for (int64_t h = 0; h < p.heads; ++h)
-          sm.finish(i * p.heads + h, out.out.data() + ((b * p.s_q + i) * p.heads + h) * kLatent,
-                    out.lse.data() + (b * p.heads + h) * p.s_q + i);
+          sm.finish(i * p.heads + h, out, static_cast<std::size_t>(((b * p.s_q + i) * p.heads + h) * kLatent),
+                    static_cast<std::size_t>((b * p.heads + h) * p.s_q + i));
     }
   });
 }
@@ -233,7 +239,7 @@ void prefill_reference(const Params& p, const std::vector<Tensor>& in, F64Output
         return m;
       };
       const MatD q = load(in[0], kHeadQk), k = load(in[1], kHeadQk), v = load(in[2], kHeadV);
-      Softmax sm(S, kHeadV);
+      Softmax sm(S, kHeadV, !out.magnitude.empty());
       for (int64_t j0 = 0; j0 < S; j0 += kPage) {
         const int64_t n = std::min(kPage, S - j0);
         MatD s = (q * k.middleRows(j0, n).transpose()) * scale;
@@ -243,18 +249,19 @@ void prefill_reference(const Params& p, const std::vector<Tensor>& in, F64Output
         sm.add(s, v.middleRows(j0, n));
       }
       for (int64_t i = 0; i < S; ++i)
-        sm.finish(i, out.out.data() + ((b * S + i) * H + h) * kHeadV, out.lse.data() + (b * H + h) * S + i);
+        sm.finish(i, out, static_cast<std::size_t>(((b * S + i) * H + h) * kHeadV), static_cast<std::size_t>((b * H + h) * S + i));
     }
   });
 }
 
 }  // namespace
 
-F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in) {
+F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in, bool magnitude) {
   p.validate();
   const std::vector<TensorSpec> outs = output_specs(p);
   F64Outputs out;
   out.out.assign(static_cast<std::size_t>(shape_numel(outs[0].shape)), 0.0);
+  if (magnitude) out.magnitude.assign(out.out.size(), 0.0);
   out.lse.assign(static_cast<std::size_t>(shape_numel(outs[1].shape)), 0.0);
   if (p.op == Op::prefill) {
     require_tensors(in, input_specs(p), "mla/ref inputs");

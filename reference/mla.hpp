@@ -79,11 +79,13 @@ std::vector<Tensor> make_inputs(const Params& p);
 // throws std::invalid_argument naming the field, then computes out and lse. Threaded over
 // (sequence, head) blocks; identical results for any thread count.
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
-// The same before the final roundings: out and lse in FP64, laid out as the outputs.
+// The same before the final roundings: out and lse in FP64, laid out as the outputs; with
+// `magnitude`, also sum_j p_j |v_j| per output element (what a kernel's rounding of p to BF16
+// can move out by, times 2^-9: the bound behind the CUDA variants' tolerances).
 struct F64Outputs {
-  std::vector<double> out, lse;
+  std::vector<double> out, lse, magnitude;
 };
-F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in);
+F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in, bool magnitude = false);
 void validate_decode_inputs(const Params& p, const std::vector<Tensor>& in);
 
 // One correct RNE rounding of an FP64 value to BF16 (no double rounding through FP32).

@@ -127,6 +127,14 @@ void register_component() {
   c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
   c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
+  c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) {
+    // sum_j p_j |v_j| per output element: the scale of what rounding p moves (reference/mla.hpp).
+    const F64Outputs f = run_reference_f64(k.as<Params>(), in, true);
+    Tensor mag("magnitude:out", DType::f32, output_specs(k.as<Params>())[0].shape);
+    auto m = mag.span<float>();
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = static_cast<float>(f.magnitude[i]);
+    return std::vector<Tensor>{std::move(mag)};
+  };
   c.study = [](bool quick) {
     return nlohmann::json{{"kv_cache", kv_cache_study_rows(quick)}, {"mla_cache_error", cache_error_study(quick)}};
   };
