@@ -23,6 +23,7 @@ void add_check(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_run(CLI::App& app);
 void add_model(CLI::App& app);
+void add_mla_layer(CLI::App& app);
 
 // Shared by check and run: runs every eval case of every matching variant (the "ref" variant is
 // the comparison baseline and is not checked against itself). `filter` is an ECMAScript regex

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   dsv3::cli::add_bench(app);
   dsv3::cli::add_run(app);
   dsv3::cli::add_model(app);
+  dsv3::cli::add_mla_layer(app);
   try {
     dsv3::register_all_components();
     app.parse(argc, argv);
