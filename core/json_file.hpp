@@ -6,6 +6,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -36,6 +37,28 @@ template <class T>
 T json_field_or(const nlohmann::json& obj, const std::string& field, T fallback, const std::string& where) {
   if (!obj.is_object() || !obj.contains(field)) return fallback;
   return json_field<T>(obj, field, where);
+}
+
+// A field holding one value or a list of values (perf-case files: one case per value); a missing
+// field gives {fallback}. List elements are type-checked (integers for integral T, booleans for
+// bool, strings for std::string); InputError "<where>: <field>[i] has the wrong type (...)".
+template <class T>
+std::vector<T> json_one_or_list(const nlohmann::json& obj, const std::string& field, T fallback, const std::string& where) {
+  if (!obj.is_object() || !obj.contains(field)) return {fallback};
+  const nlohmann::json& v = obj[field];
+  if (!v.is_array()) return {json_field<T>(obj, field, where)};
+  std::vector<T> out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    bool ok = true;
+    if constexpr (std::is_same_v<T, bool>) ok = v[i].is_boolean();
+    else if constexpr (std::is_integral_v<T>) ok = v[i].is_number_integer();
+    else if constexpr (std::is_floating_point_v<T>) ok = v[i].is_number();
+    else if constexpr (std::is_same_v<T, std::string>) ok = v[i].is_string();
+    if (!ok)
+      throw InputError(where + ": " + field + "[" + std::to_string(i) + "] has the wrong type (" + v[i].type_name() + ")");
+    out.push_back(v[i].template get<T>());
+  }
+  return out;
 }
 
 // Strict integer field (7168.0 and "7168" are rejected) and any-number field.

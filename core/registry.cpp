@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "core/json_file.hpp"
+#include "core/parallel.hpp"
 
 namespace dsv3 {
 namespace {
@@ -91,16 +92,29 @@ namespace {
 
 class FnRunner final : public Runner {
  public:
-  explicit FnRunner(std::function<void()> fn) : fn_(std::move(fn)) {}
-  void run() override { fn_(); }
+  FnRunner(std::function<void()> fn, int threads) : fn_(std::move(fn)), threads_(threads) {}
+  void run() override {
+    if (threads_ <= 0) return fn_();
+    set_thread_count(threads_);
+    try {
+      fn_();
+    } catch (...) {
+      set_thread_count(0);
+      throw;
+    }
+    set_thread_count(0);
+  }
 
  private:
   std::function<void()> fn_;
+  int threads_;
 };
 
 }  // namespace
 
-std::unique_ptr<Runner> make_cpu_runner(std::function<void()> fn) { return std::make_unique<FnRunner>(std::move(fn)); }
+std::unique_ptr<Runner> make_cpu_runner(std::function<void()> fn, int threads) {
+  return std::make_unique<FnRunner>(std::move(fn), threads);
+}
 
 std::vector<Case> load_shape_cases(
     const std::string& component,
@@ -116,6 +130,8 @@ std::vector<Case> load_shape_cases(
     try {
       for (Case& c : parse(list[i], at)) cases.push_back(std::move(c));
     } catch (const std::invalid_argument& e) {
+      throw InputError(at + ": " + e.what());
+    } catch (const nlohmann::json::exception& e) {
       throw InputError(at + ": " + e.what());
     }
   }

@@ -80,61 +80,35 @@ std::vector<Case> eval_cases() {
   return cases;
 }
 
-template <class T>
-std::vector<T> one_or_list(const nlohmann::json& c, const std::string& field, T fallback, const std::string& at) {
-  if (!c.contains(field)) return {fallback};
-  if (!c[field].is_array()) return {json_field<T>(c, field, at)};
-  std::vector<T> v;
-  for (std::size_t i = 0; i < c[field].size(); ++i) {
-    if (!c[field][i].is_number_integer() && !std::is_same_v<T, bool>)
-      throw InputError(at + ": " + field + "[" + std::to_string(i) + "] must be an integer");
-    v.push_back(c[field][i].get<T>());
-  }
-  return v;
-}
-
 // Entries: {"layout", "n", "k", "m": int or list (dense), "rows": list (grouped), "cap" (masked),
 // "scale_fmt", "out", "per_tensor": bool or list}; list fields expand into one case per value.
 std::vector<Case> perf_cases() {
-  const auto path = datasets_dir() / "shapes" / "fp8_gemm.json";
-  const nlohmann::json j = load_json_file(path);
-  const std::string where = path.string();
-  const auto list = json_field<nlohmann::json>(j, "cases", where);
-  if (!list.is_array()) throw InputError(where + ": field 'cases' must be an array");
-  std::vector<Case> cases;
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    const std::string at = where + ": cases[" + std::to_string(i) + "]";
-    const auto& c = list[i];
-    try {
-      Params base;
-      base.layout = layout_from_name(json_field_or<std::string>(c, "layout", "dense", at));
-      base.n = json_field<int64_t>(c, "n", at);
-      base.k = json_field<int64_t>(c, "k", at);
-      base.scale_fmt = fp8::scale_fmt_from_name(json_field_or<std::string>(c, "scale_fmt", "f32", at));
-      base.out = dtype_from_name(json_field_or<std::string>(c, "out", "bf16", at));
-      std::vector<int64_t> ms = {0};
-      if (base.layout == Layout::dense) {
-        ms = one_or_list<int64_t>(c, "m", -1, at);
-        if (!c.contains("m")) throw InputError(at + ": missing field 'm'");
-      } else {
-        base.rows = json_field<std::vector<int64_t>>(c, "rows", at);
-        if (base.layout == Layout::masked) ms = {json_field<int64_t>(c, "cap", at)};
-      }
-      for (int64_t m : ms)
-        for (bool pt : one_or_list<bool>(c, "per_tensor", false, at)) {
-          Params p = base;
-          p.m = m;
-          p.per_tensor = pt;
-          p.validate();
-          cases.push_back(make_case(p));
-        }
-    } catch (const std::invalid_argument& e) {
-      throw InputError(at + ": " + e.what());
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(at + ": " + e.what());
+  return load_shape_cases("fp8_gemm", [](const nlohmann::json& c, const std::string& at) {
+    Params base;
+    base.layout = layout_from_name(json_field_or<std::string>(c, "layout", "dense", at));
+    base.n = json_field<int64_t>(c, "n", at);
+    base.k = json_field<int64_t>(c, "k", at);
+    base.scale_fmt = fp8::scale_fmt_from_name(json_field_or<std::string>(c, "scale_fmt", "f32", at));
+    base.out = dtype_from_name(json_field_or<std::string>(c, "out", "bf16", at));
+    std::vector<int64_t> ms = {0};
+    if (base.layout == Layout::dense) {
+      if (!c.contains("m")) throw InputError(at + ": missing field 'm'");
+      ms = json_one_or_list<int64_t>(c, "m", -1, at);
+    } else {
+      base.rows = json_field<std::vector<int64_t>>(c, "rows", at);
+      if (base.layout == Layout::masked) ms = {json_field<int64_t>(c, "cap", at)};
     }
-  }
-  return cases;
+    std::vector<Case> cases;
+    for (int64_t m : ms)
+      for (bool pt : json_one_or_list<bool>(c, "per_tensor", false, at)) {
+        Params p = base;
+        p.m = m;
+        p.per_tensor = pt;
+        p.validate();
+        cases.push_back(make_case(p));
+      }
+    return cases;
+  });
 }
 
 bool original_check_applies(const Params& p) {
@@ -189,33 +163,13 @@ std::vector<CompareReport> extra_checks(const Case&, const std::vector<Tensor>& 
   return {r};
 }
 
-class RefRunner final : public Runner {
- public:
-  RefRunner(const Params& p, Io& io, int threads) : p_(p), io_(io), threads_(threads) {}
-  void run() override {
-    set_thread_count(threads_);
-    try {
-      run_reference(p_, io_.in, io_.out);
-    } catch (...) {
-      set_thread_count(0);
-      throw;
-    }
-    set_thread_count(0);
-  }
-
- private:
-  Params p_;
-  Io& io_;
-  int threads_;  // 0: the default thread_count()
-};
-
 Variant ref_variant(const std::string& name, int threads, const std::string& description) {
   Variant v;
   v.component = "fp8_gemm";
   v.name = name;
   v.description = description;
-  v.prepare = [threads](const Case& k, Io& io) -> std::unique_ptr<Runner> {
-    return std::make_unique<RefRunner>(k.as<Params>(), io, threads);
+  v.prepare = [threads](const Case& k, Io& io) {
+    return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); }, threads);
   };
   return v;
 }

@@ -184,43 +184,21 @@ std::vector<Case> eval_cases() {
 }
 
 std::vector<Case> perf_cases() {
-  const auto path = datasets_dir() / "shapes" / "fp8_quant.json";
-  const nlohmann::json j = load_json_file(path);
-  const std::string where = path.string();
-  std::vector<Case> cases;
-  const auto list = json_field<nlohmann::json>(j, "cases", where);
-  if (!list.is_array()) throw InputError(where + ": field 'cases' must be an array");
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    const std::string at = where + ": cases[" + std::to_string(i) + "]";
-    const auto& c = list[i];
+  return load_shape_cases("fp8_quant", [](const nlohmann::json& c, const std::string& at) {
     Params p;
-    try {
-      p.op = op_from_name(json_field<std::string>(c, "op", at));
-      p.m = json_field<int64_t>(c, "m", at);
-      p.k = json_field<int64_t>(c, "k", at);
-      p.elem = elem_from_name(json_field_or<std::string>(c, "elem", "e4m3", at));
-      p.conv = conv_from_name(json_field_or<std::string>(c, "conv", "divide", at));
-      p.scale_fmt = scale_fmt_from_name(json_field_or<std::string>(c, "scale_fmt", "f32", at));
-      p.logfmt_bits = json_field_or<int>(c, "bits", 10, at);
-      p.dist = dist_from_name(json_field_or<std::string>(c, "dist", "normal", at));
-      p.scale = json_field_or<double>(c, "scale", 1.0, at);
-      p.validate();
-    } catch (const std::invalid_argument& e) {
-      throw InputError(at + ": " + e.what());
-    }
-    cases.push_back(make_case(p));
-  }
-  return cases;
+    p.op = op_from_name(json_field<std::string>(c, "op", at));
+    p.m = json_field<int64_t>(c, "m", at);
+    p.k = json_field<int64_t>(c, "k", at);
+    p.elem = elem_from_name(json_field_or<std::string>(c, "elem", "e4m3", at));
+    p.conv = conv_from_name(json_field_or<std::string>(c, "conv", "divide", at));
+    p.scale_fmt = scale_fmt_from_name(json_field_or<std::string>(c, "scale_fmt", "f32", at));
+    p.logfmt_bits = json_field_or<int>(c, "bits", 10, at);
+    p.dist = dist_from_name(json_field_or<std::string>(c, "dist", "normal", at));
+    p.scale = json_field_or<double>(c, "scale", 1.0, at);
+    p.validate();
+    return std::vector<Case>{make_case(p)};
+  });
 }
-
-class RefRunner final : public Runner {
- public:
-  RefRunner(const Params& p, Io& io) : p_(p), io_(io) {}
-  void run() override { run_reference(p_, io_.in, io_.out); }
- private:
-  Params p_;
-  Io& io_;
-};
 
 }  // namespace
 
@@ -240,8 +218,8 @@ void register_component() {
   v.component = "fp8_quant";
   v.name = "ref";
   v.description = "CPU reference, one tile at a time (reference/fp8_quant.cpp)";
-  v.prepare = [](const Case& k, Io& io) -> std::unique_ptr<Runner> {
-    return std::make_unique<RefRunner>(k.as<Params>(), io);
+  v.prepare = [](const Case& k, Io& io) {
+    return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); });
   };
   v.tolerances["*"] = Tolerance::bit_exact("baseline: every other variant is compared with it, it is never checked against itself");
   Registry::instance().add(std::move(v));

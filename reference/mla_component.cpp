@@ -52,9 +52,9 @@ std::vector<Case> perf_cases() {
       throw std::invalid_argument("op must be decode or prefill");
     base.batch = json_int(c, "batch", at);
     base.heads = json_field_or<int64_t>(c, "heads", 128, at);
-    std::vector<int64_t> sqs = json_field_or<std::vector<int64_t>>(c, "s_q", {1}, at);
-    std::vector<int64_t> lens = json_field_or<std::vector<int64_t>>(c, "mean_len", {0}, at);
-    std::vector<std::string> fmts = json_field_or<std::vector<std::string>>(c, "cache", {"bf16"}, at);
+    const std::vector<int64_t> sqs = json_one_or_list<int64_t>(c, "s_q", 1, at);
+    const std::vector<int64_t> lens = json_one_or_list<int64_t>(c, "mean_len", 0, at);
+    const std::vector<std::string> fmts = json_one_or_list<std::string>(c, "cache", "bf16", at);
     base.varlen = json_field_or<bool>(c, "varlen", false, at);
     for (int64_t sq : sqs)
       for (int64_t len : lens)
@@ -103,16 +103,7 @@ nlohmann::json cache_error_study(bool quick) {
 namespace {
 
 std::unique_ptr<Runner> ref_runner(const Case& k, Io& io, int threads) {
-  return make_cpu_runner([p = k.as<Params>(), &io, threads] {
-    if (threads > 0) set_thread_count(threads);
-    try {
-      run_reference(p, io.in, io.out);
-    } catch (...) {
-      if (threads > 0) set_thread_count(0);
-      throw;
-    }
-    if (threads > 0) set_thread_count(0);
-  });
+  return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); }, threads);
 }
 
 }  // namespace
