@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/json_file.hpp"
+#include "correctness/reference_run.hpp"
 #include "reference/fp8_quant.hpp"
 
 namespace dsv3::fp8 {
@@ -79,9 +80,7 @@ TEST_P(TorchQuant, ReferenceMatchesTorchBitForBit) {
 
       Params p;
       p.op = Op::quant_1x128; p.m = m; p.k = k; p.elem = Elem::e4m3; p.conv = conv; p.scale_fmt = fmt;
-      std::vector<Tensor> out = make_outputs(p);
-      for (auto& t : out) t.poison();
-      run_reference(p, {x}, out);
+      const std::vector<Tensor> out = run_reference_poisoned(p, {x});
       const auto codes = out[0].span<const uint8_t>();
       const auto scales = out[1].span<const uint32_t>();
       int bad = 0;

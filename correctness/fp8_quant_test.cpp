@@ -9,6 +9,7 @@
 
 #include "core/fp8_math.hpp"
 #include "core/parallel.hpp"
+#include "correctness/reference_run.hpp"
 #include "reference/fp8_quant.hpp"
 
 namespace dsv3::fp8 {
@@ -27,12 +28,7 @@ Tensor bf16_tensor(int64_t m, int64_t k, const std::vector<float>& v) {
   return t;
 }
 
-std::vector<Tensor> quantize(const Params& p, const Tensor& x) {
-  std::vector<Tensor> out = make_outputs(p);
-  for (auto& t : out) t.poison();
-  run_reference(p, {x}, out);
-  return out;
-}
+std::vector<Tensor> quantize(const Params& p, const Tensor& x) { return run_reference_poisoned(p, {x}); }
 
 TEST(Fp8QuantRef, KnownTile) {
   // One 1x128 tile of integers -8..8: amax 8, s = 8/448, and x/s lands on e4m3 values.
@@ -252,10 +248,7 @@ TEST(Fp8QuantRef, OneAndFourThreadsGiveIdenticalOutputs) {
   auto run_with = [](int threads, const Params& p, const std::vector<Tensor>& in) {
     struct Restore { ~Restore() { set_thread_count(0); } } restore;
     set_thread_count(threads);
-    std::vector<Tensor> out = make_outputs(p);
-    for (auto& t : out) t.poison();
-    run_reference(p, in, out);
-    return out;
+    return run_reference_poisoned(p, in);
   };
   int compared = 0;
   for (Op op : {Op::quant_1x128, Op::quant_128x128, Op::dequant_1x128, Op::dequant_128x128,

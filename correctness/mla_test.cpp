@@ -9,6 +9,7 @@
 
 #include "core/model_config.hpp"
 #include "core/parallel.hpp"
+#include "correctness/reference_run.hpp"
 #include "reference/mla.hpp"
 #include "reference/mla_cache.hpp"
 #include "reference/mla_layer.hpp"
@@ -25,12 +26,7 @@ Params decode(std::vector<int64_t> lens, int64_t s_q = 1, int64_t heads = 16, Ca
   return p;
 }
 
-std::vector<Tensor> run(const Params& p, const std::vector<Tensor>& in) {
-  std::vector<Tensor> out = allocate(output_specs(p));
-  for (auto& t : out) t.poison();
-  run_reference(p, in, out);
-  return out;
-}
+std::vector<Tensor> run(const Params& p, const std::vector<Tensor>& in) { return run_reference_poisoned(p, in); }
 
 TEST(MlaLayer, NaiveAndAbsorbedFormsAgreeToFp64Rounding) {
   // The tiny test config, and a V3-shaped config with fewer heads and a smaller hidden size.

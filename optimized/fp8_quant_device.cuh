@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "core/fp8_math.hpp"
+#include "optimized/bf16_device.cuh"
 #include "optimized/cuda_check.hpp"
 
 namespace dsv3::fp8::gpu {
@@ -166,14 +167,11 @@ __device__ __forceinline__ float decode_x1(uint8_t code) {
   return decode_x2<E>(code).x;
 }
 
-__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
-__device__ __forceinline__ float bf16_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // RNE, as __float2bfloat16_rn
-  return static_cast<uint32_t>(__bfloat16_as_ushort(v.x)) | (static_cast<uint32_t>(__bfloat16_as_ushort(v.y)) << 16);
-}
-__device__ __forceinline__ uint16_t to_bf16(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
+using ::dsv3::gpu::bf16_f32;  // BF16 helpers shared with the other components (optimized/bf16_device.cuh)
+using ::dsv3::gpu::bf16_hi;
+using ::dsv3::gpu::bf16_lo;
+using ::dsv3::gpu::pack_bf16x2;
+using ::dsv3::gpu::to_bf16;
 
 // NaN-propagating max (PTX max.NaN, sm_80+): NaN if either operand is NaN.
 __device__ __forceinline__ float max_nan(float a, float b) {

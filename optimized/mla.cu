@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "optimized/bf16_device.cuh"
 #include "optimized/cublaslt.hpp"
 #include "optimized/device_io.hpp"
 #include "reference/mla.hpp"
@@ -25,30 +26,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ float block_reduce(float v, bool is_max) {
-  __shared__ float part[32];
-  __shared__ float total;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float w = __shfl_xor_sync(0xffffffffu, v, o);
-    v = is_max ? fmaxf(v, w) : __fadd_rn(v, w);
-  }
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (lane == 0) part[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < (blockDim.x >> 5) ? part[lane] : (is_max ? -INFINITY : 0.0f);
-    for (int o = 16; o > 0; o >>= 1) {
-      const float w = __shfl_xor_sync(0xffffffffu, s, o);
-      s = is_max ? fmaxf(s, w) : __fadd_rn(s, w);
-    }
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  const float r = total;
-  __syncthreads();  // `total` is reused by the next call
-  return r;
-}
-
 // One block per query row of one head in the chunk: scores [hc, S, S] FP32 -> P [hc, S, S] BF16.
 __global__ void causal_softmax(const float* __restrict__ scores, __nv_bfloat16* __restrict__ p, float* __restrict__ lse,
                                int s, float scale, int64_t lse_base, int lse_head_stride) {
@@ -57,10 +34,10 @@ __global__ void causal_softmax(const float* __restrict__ scores, __nv_bfloat16* 
   __nv_bfloat16* out = p + (static_cast<int64_t>(hl) * s + i) * s;
   float m = -INFINITY;
   for (int j = threadIdx.x; j <= i; j += blockDim.x) m = fmaxf(m, __fmul_rn(row[j], scale));
-  m = block_reduce(m, true);
+  m = gpu::block_max(m);
   float l = 0.0f;
   for (int j = threadIdx.x; j <= i; j += blockDim.x) l = __fadd_rn(l, expf(__fsub_rn(__fmul_rn(row[j], scale), m)));
-  l = block_reduce(l, false);
+  l = gpu::block_sum(l);
   const float inv = __fdiv_rn(1.0f, l);
   for (int j = threadIdx.x; j < s; j += blockDim.x)
     out[j] = __float2bfloat16_rn(j <= i ? __fmul_rn(expf(__fsub_rn(__fmul_rn(row[j], scale), m)), inv) : 0.0f);

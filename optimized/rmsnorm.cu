@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "optimized/bf16_device.cuh"
 #include "optimized/cuda_check.hpp"
 #include "optimized/device_io.hpp"
 #include "reference/rmsnorm.hpp"
@@ -22,29 +23,12 @@
 namespace dsv3::rmsnorm {
 namespace {
 
-__device__ __forceinline__ float bf16_bits_to_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
-__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
+using gpu::bf16_f32;
+using gpu::to_bf16;
 
 __device__ __forceinline__ uint16_t normalize(uint16_t x, uint16_t w, float rinv) {
-  const float n = bf16_bits_to_f32(f32_to_bf16_bits(__fmul_rn(bf16_bits_to_f32(x), rinv)));
-  return f32_to_bf16_bits(__fmul_rn(n, bf16_bits_to_f32(w)));  // exact product, one rounding
-}
-
-// Sum over the block; every thread gets the result.
-__device__ float block_sum(float v) {
-  __shared__ float partial[32];
-  __shared__ float total;
-  for (int o = 16; o > 0; o >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = (blockDim.x + 31) >> 5;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < warps ? partial[lane] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, o));
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  return total;
+  const float n = bf16_f32(to_bf16(__fmul_rn(bf16_f32(x), rinv)));
+  return to_bf16(__fmul_rn(n, bf16_f32(w)));  // exact product, one rounding
 }
 
 template <bool kVec>
@@ -59,18 +43,18 @@ __global__ void rmsnorm_kernel(const uint16_t* __restrict__ x, const uint16_t* _
       const uint32_t u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const float a = __uint_as_float(u[k] << 16), b = __uint_as_float(u[k] & 0xffff0000u);
+        const float a = gpu::bf16_lo(u[k]), b = gpu::bf16_hi(u[k]);
         ss = __fmaf_rn(a, a, ss);
         ss = __fmaf_rn(b, b, ss);
       }
     }
   } else {
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-      const float a = bf16_bits_to_f32(xr[i]);
+      const float a = bf16_f32(xr[i]);
       ss = __fmaf_rn(a, a, ss);
     }
   }
-  const float rinv = __frsqrt_rn(__fadd_rn(__fdiv_rn(block_sum(ss), static_cast<float>(dim)), eps));
+  const float rinv = __frsqrt_rn(__fadd_rn(__fdiv_rn(gpu::block_sum(ss), static_cast<float>(dim)), eps));
   if constexpr (kVec) {
     for (int i = threadIdx.x * 8; i < dim; i += blockDim.x * 8) {
       const uint4 v = __ldg(reinterpret_cast<const uint4*>(xr + i));

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "optimized/bf16_device.cuh"
 #include "optimized/cuda_check.hpp"
 #include "optimized/device_io.hpp"
 #include "reference/rope.hpp"
@@ -20,16 +21,13 @@
 namespace dsv3::rope {
 namespace {
 
-__device__ __forceinline__ float lo(uint32_t u) { return __uint_as_float(u << 16); }
-__device__ __forceinline__ float hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
-__device__ __forceinline__ uint32_t bf16_bits(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
 
 // One packed pair (x0 in the low half, x1 in the high half) rotated by (c, s).
 __device__ __forceinline__ uint32_t rotate(uint32_t x, float c, float s) {
-  const float x0 = lo(x), x1 = hi(x);
+  const float x0 = gpu::bf16_lo(x), x1 = gpu::bf16_hi(x);
   const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
   const float y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
-  return bf16_bits(y0) | (bf16_bits(y1) << 16);
+  return gpu::pack_bf16x2(y0, y1);
 }
 
 // x, y: [T, H, 64] BF16; table [max_pos, 32, 2] FP32. A unit = 4 pairs = 16 bytes of x.

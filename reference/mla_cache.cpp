@@ -16,17 +16,17 @@ int64_t token_bytes(CacheFmt f) { return f == CacheFmt::bf16 ? kQk * 2 : kFp8Tok
 void encode_fp8_token(const float* values, uint8_t* out) {
   fp8::Params q;  // E4M3, divide convention (every convention agrees with power-of-two scales)
   q.scale_fmt = fp8::ScaleFmt::ue8m0;
-  for (int64_t t = 0; t < kLatent / 128; ++t) {
-    const float* v = values + t * 128;
+  for (int64_t t = 0; t < kScaleGroups; ++t) {
+    const float* v = values + t * kFp8LatentScaleBlock;
     float amax = 0;
-    for (int j = 0; j < 128; ++j) amax = std::isnan(v[j]) || std::isnan(amax) ? NAN : std::max(amax, std::fabs(v[j]));
+    for (int64_t j = 0; j < kFp8LatentScaleBlock; ++j) amax = std::isnan(v[j]) || std::isnan(amax) ? NAN : std::max(amax, std::fabs(v[j]));
     const float s = fp8::tile_scale(amax, fp8::Elem::e4m3, fp8::ScaleFmt::ue8m0);
-    for (int j = 0; j < 128; ++j) out[t * 128 + j] = fp8::quantize_element(v[j], s, amax, q);
-    std::memcpy(out + kLatent + t * 4, &s, 4);
+    for (int64_t j = 0; j < kFp8LatentScaleBlock; ++j) out[t * kFp8LatentScaleBlock + j] = fp8::quantize_element(v[j], s, amax, q);
+    std::memcpy(out + kFp8ScalesAt + t * 4, &s, 4);
   }
   for (int64_t j = 0; j < kRope; ++j) {
     const uint16_t b = f32_to_bf16(values[kLatent + j]);
-    std::memcpy(out + kLatent + 16 + j * 2, &b, 2);
+    std::memcpy(out + kFp8RopeAt + j * 2, &b, 2);
   }
 }
 
@@ -39,14 +39,15 @@ void decode_token(CacheFmt f, const uint8_t* token, double* out) {
     }
     return;
   }
-  for (int64_t t = 0; t < kLatent / 128; ++t) {
+  for (int64_t t = 0; t < kScaleGroups; ++t) {
     float s;
-    std::memcpy(&s, token + kLatent + t * 4, 4);
-    for (int64_t j = 0; j < 128; ++j) out[t * 128 + j] = static_cast<double>(e4m3_to_f32(token[t * 128 + j])) * s;
+    std::memcpy(&s, token + kFp8ScalesAt + t * 4, 4);
+    for (int64_t j = t * kFp8LatentScaleBlock; j < (t + 1) * kFp8LatentScaleBlock; ++j)
+      out[j] = static_cast<double>(e4m3_to_f32(token[j])) * s;
   }
   for (int64_t j = 0; j < kRope; ++j) {
     uint16_t b;
-    std::memcpy(&b, token + kLatent + 16 + j * 2, 2);
+    std::memcpy(&b, token + kFp8RopeAt + j * 2, 2);
     out[kLatent + j] = bf16_to_f32(b);
   }
 }
@@ -67,9 +68,9 @@ void poison_token(CacheFmt f, uint8_t* token) {
   }
   std::memset(token, 0x7f, kLatent);  // the E4M3 NaN code
   const float nan = NAN;
-  for (int64_t t = 0; t < kLatent / 128; ++t) std::memcpy(token + kLatent + t * 4, &nan, 4);
+  for (int64_t t = 0; t < kScaleGroups; ++t) std::memcpy(token + kFp8ScalesAt + t * 4, &nan, 4);
   const uint16_t bnan = 0x7fc0;
-  for (int64_t j = 0; j < kRope; ++j) std::memcpy(token + kLatent + 16 + j * 2, &bnan, 2);
+  for (int64_t j = 0; j < kRope; ++j) std::memcpy(token + kFp8RopeAt + j * 2, &bnan, 2);
 }
 
 PagedLayout plan_pages(const std::vector<int64_t>& lens, int64_t table_width, int64_t spare, uint64_t seed) {

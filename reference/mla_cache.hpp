@@ -15,11 +15,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/kv_cache.hpp"
 #include "reference/mla.hpp"
 
 namespace dsv3::mla {
 
-constexpr int64_t kFp8TokenBytes = kLatent + (kLatent / 128) * 4 + kRope * 2;  // 656
+// The FP8 token: [kLatent E4M3 codes][kScaleGroups FP32 scales][kRope BF16 values]; the size is the
+// calculator's formula (core/kv_cache.hpp) at V3's dims.
+constexpr int64_t kScaleGroups = kLatent / kFp8LatentScaleBlock;  // 4
+constexpr int64_t kFp8ScalesAt = kLatent;                          // byte offset of the scales
+constexpr int64_t kFp8RopeAt = kFp8ScalesAt + kScaleGroups * 4;    // byte offset of the RoPE values
+constexpr int64_t kFp8TokenBytes = kFp8RopeAt + kRope * 2;         // 656
 static_assert(kFp8TokenBytes == 656);
 
 int64_t token_bytes(CacheFmt f);  // 1152 or 656
