@@ -1,18 +1,16 @@
-// The MLA references (reference/mla.hpp, mla_cache.hpp, mla_layer.hpp) against properties of
-// their definitions: naive and absorbed forms agree to FP64 rounding, paging and poisoning are
-// honoured, the FP8 latent format is exact where it must be, and bad input is named.
+// The MLA attention cores (reference/mla.hpp, mla_cache.hpp) against properties of their
+// definitions: paging and poisoning are honoured, the FP8 latent format is exact where it must
+// be, and bad input is named (the FP64 layer's tests: mla_layer_test.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-#include "core/model_config.hpp"
 #include "core/parallel.hpp"
 #include "correctness/reference_run.hpp"
 #include "reference/mla.hpp"
 #include "reference/mla_cache.hpp"
-#include "reference/mla_layer.hpp"
 
 namespace dsv3::mla {
 namespace {
@@ -27,37 +25,6 @@ Params decode(std::vector<int64_t> lens, int64_t s_q = 1, int64_t heads = 16, Ca
 }
 
 std::vector<Tensor> run(const Params& p, const std::vector<Tensor>& in) { return run_reference_poisoned(p, in); }
-
-TEST(MlaLayer, NaiveAndAbsorbedFormsAgreeToFp64Rounding) {
-  // The tiny test config, and a V3-shaped config with fewer heads and a smaller hidden size.
-  LayerDims tiny = LayerDims::from(find_model("tiny-test"));
-  LayerDims v3 = LayerDims::from(find_model("deepseek-v3-671b"));
-  v3.heads = 4;
-  v3.dim = 512;
-  for (const LayerDims& d : {tiny, v3}) {
-    const LayerWeights w = random_layer_weights(d, 42);
-    MatrixD h(37, d.dim);
-    const std::vector<float> g = draw(Dist::normal, 7, h.size(), d.dim);
-    for (Eigen::Index i = 0; i < h.size(); ++i) h.data()[i] = g[static_cast<std::size_t>(i)];
-    const MatrixD a = layer_forward(d, w, h, Form::naive), b = layer_forward(d, w, h, Form::absorbed);
-    ASSERT_EQ(a.rows(), 37);
-    ASSERT_EQ(a.cols(), d.dim);
-    const double scale = a.cwiseAbs().maxCoeff();
-    EXPECT_GT(scale, 1e-3);
-    EXPECT_LE((a - b).cwiseAbs().maxCoeff(), 1e-12 * scale) << "kv_lora " << d.kv_lora;
-  }
-}
-
-TEST(MlaLayer, V2LiteWithoutQueryCompressionRuns) {
-  LayerDims d = LayerDims::from(find_model("deepseek-v2-lite-16b"));
-  ASSERT_EQ(d.q_lora, 0);
-  d.heads = 2;
-  d.dim = 256;
-  const LayerWeights w = random_layer_weights(d, 3);
-  MatrixD h = MatrixD::Random(5, d.dim);
-  EXPECT_LE((layer_forward(d, w, h, Form::naive) - layer_forward(d, w, h, Form::absorbed)).cwiseAbs().maxCoeff(), 1e-12);
-  EXPECT_THROW(LayerDims::from(find_model("qwen2.5-72b")), std::invalid_argument);
-}
 
 TEST(MlaCache, Fp8TokenLayoutAndPowerOfTwoScales) {
   float v[kQk];

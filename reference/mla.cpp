@@ -12,11 +12,12 @@
 
 #include "core/parallel.hpp"
 #include "reference/mla_cache.hpp"
+#include "reference/mla_softmax.hpp"
 #include "reference/rope.hpp"
 
 namespace dsv3::mla {
 
-using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using detail::MatD;
 
 std::string_view cache_fmt_name(CacheFmt f) { return f == CacheFmt::bf16 ? "bf16" : "fp8"; }
 std::string_view op_name(Op o) { return o == Op::decode ? "decode" : "prefill"; }
@@ -149,45 +150,14 @@ void validate_decode_inputs(const Params& p, const std::vector<Tensor>& in) {
 
 namespace {
 
-// Online softmax state of `rows` queries over blocks of keys, in FP64.
-struct Softmax {
-  Eigen::VectorXd max, sum;
-  MatD acc;      // [rows, dv]: sum p v
-  MatD acc_abs;  // [rows, dv]: sum p |v| when tracked (the magnitude check aid), else empty
-  Softmax(int64_t rows, int64_t dv, bool magnitude)
-      : max(Eigen::VectorXd::Constant(rows, -std::numeric_limits<double>::infinity())),
-        sum(Eigen::VectorXd::Zero(rows)), acc(MatD::Zero(rows, dv)), acc_abs(magnitude ? MatD::Zero(rows, dv) : MatD()) {}
-  // s [rows, n] scaled scores (-Inf where masked), v [n, dv].
-  void add(MatD& s, const MatD& v) {
-    for (Eigen::Index r = 0; r < s.rows(); ++r) {
-      const double m = std::max(max(r), s.row(r).maxCoeff());
-      if (m == -std::numeric_limits<double>::infinity()) {  // nothing visible yet
-        s.row(r).setZero();
-        continue;
-      }
-      const double keep = max(r) == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(max(r) - m);
-      for (Eigen::Index j = 0; j < s.cols(); ++j) s(r, j) = std::exp(s(r, j) - m);  // exp(-Inf) = 0
-      sum(r) = sum(r) * keep + s.row(r).sum();
-      acc.row(r) *= keep;
-      if (acc_abs.size()) acc_abs.row(r) *= keep;
-      max(r) = m;
-    }
-    acc.noalias() += s * v;
-    if (acc_abs.size()) acc_abs.noalias() += s * v.cwiseAbs();
-  }
-  // Row r's output, LSE and (when tracked) magnitude in FP64, at element offset `at`.
-  void finish(Eigen::Index r, F64Outputs& o, std::size_t at, std::size_t lse_at) const {
-    if (sum(r) == 0) {  // no visible key: out 0, lse +Inf
-      for (Eigen::Index j = 0; j < acc.cols(); ++j) o.out[at + j] = 0;
-      o.lse[lse_at] = std::numeric_limits<double>::infinity();
-      return;
-    }
-    for (Eigen::Index j = 0; j < acc.cols(); ++j) o.out[at + j] = acc(r, j) / sum(r);
-    if (acc_abs.size())
-      for (Eigen::Index j = 0; j < acc.cols(); ++j) o.magnitude[at + j] = acc_abs(r, j) / sum(r);
-    o.lse[lse_at] = max(r) + std::log(sum(r));
-  }
-};
+// Writes row r of a finished softmax state: out (and magnitude when tracked) at element offset
+// `at`, the LSE at `lse_at`; an empty row gives out 0 and lse +Inf.
+void finish(const detail::Softmax& sm, Eigen::Index r, F64Outputs& o, std::size_t at, std::size_t lse_at) {
+  o.lse[lse_at] = sm.lse(r);
+  for (Eigen::Index j = 0; j < sm.acc.cols(); ++j) o.out[at + j] = sm.empty(r) ? 0.0 : sm.acc(r, j) / sm.sum(r);
+  if (sm.acc_abs.size() && !sm.empty(r))
+    for (Eigen::Index j = 0; j < sm.acc.cols(); ++j) o.magnitude[at + j] = sm.acc_abs(r, j) / sm.sum(r);
+}
 
 void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs& out) {
   const double scale = v3_softmax_scale();
@@ -202,7 +172,7 @@ void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs
         for (int64_t h = 0; h < p.heads; ++h)
           for (int64_t e = 0; e < kQk; ++e) q(i * p.heads + h, e) = in[0].get(((b * p.s_q + i) * p.heads + h) * kQk + e);
       const int64_t len = lens[static_cast<std::size_t>(b)];
-      Softmax sm(rows, kLatent, !out.magnitude.empty());
+      detail::Softmax sm(rows, kLatent, !out.magnitude.empty());
       for (int64_t page = 0; page * kPage < len; ++page) {
         const int64_t n = std::min(kPage, len - page * kPage);
         const uint8_t* base = cache + table[static_cast<std::size_t>(b * width + page)] * kPage * tb;
@@ -220,7 +190,7 @@ void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs
       }
       for (int64_t i = 0; i < p.s_q; ++i)
         for (int64_t h = 0; h < p.heads; ++h)
-          sm.finish(i * p.heads + h, out, static_cast<std::size_t>(((b * p.s_q + i) * p.heads + h) * kLatent),
+          finish(sm, i * p.heads + h, out, static_cast<std::size_t>(((b * p.s_q + i) * p.heads + h) * kLatent),
                     static_cast<std::size_t>((b * p.heads + h) * p.s_q + i));
     }
   });
@@ -239,7 +209,7 @@ void prefill_reference(const Params& p, const std::vector<Tensor>& in, F64Output
         return m;
       };
       const MatD q = load(in[0], kHeadQk), k = load(in[1], kHeadQk), v = load(in[2], kHeadV);
-      Softmax sm(S, kHeadV, !out.magnitude.empty());
+      detail::Softmax sm(S, kHeadV, !out.magnitude.empty());
       for (int64_t j0 = 0; j0 < S; j0 += kPage) {
         const int64_t n = std::min(kPage, S - j0);
         MatD s = (q * k.middleRows(j0, n).transpose()) * scale;
@@ -249,7 +219,7 @@ void prefill_reference(const Params& p, const std::vector<Tensor>& in, F64Output
         sm.add(s, v.middleRows(j0, n));
       }
       for (int64_t i = 0; i < S; ++i)
-        sm.finish(i, out, static_cast<std::size_t>(((b * S + i) * H + h) * kHeadV), static_cast<std::size_t>((b * H + h) * S + i));
+        finish(sm, i, out, static_cast<std::size_t>(((b * S + i) * H + h) * kHeadV), static_cast<std::size_t>((b * H + h) * S + i));
     }
   });
 }

@@ -1,13 +1,13 @@
 // The mla component: cases (decode over the paged latent cache, naive prefill), the study rows
-// (KV-cache sizes from the model configs; FP8 vs BF16 latent cache error) and the CPU variants.
+// (reference/mla_studies.cpp) and the CPU variants.
 #include <sstream>
 
-#include "core/compare.hpp"
 #include "core/json_file.hpp"
 #include "core/kv_cache.hpp"
 #include "core/parallel.hpp"
 #include "core/registry.hpp"
 #include "reference/mla.hpp"
+#include "reference/mla_layer.hpp"
 
 namespace dsv3::mla {
 namespace {
@@ -69,39 +69,6 @@ std::vector<Case> perf_cases() {
   });
 }
 
-}  // namespace
-
-nlohmann::json cache_error_study(bool quick) {
-  nlohmann::json rows = nlohmann::json::array();
-  const std::vector<int64_t> contexts = quick ? std::vector<int64_t>{64, 1024} : std::vector<int64_t>{64, 1024, 8192};
-  for (Dist d : {Dist::normal, Dist::outlier_channels})
-    for (int64_t len : contexts) {
-      Params p;
-      p.op = Op::decode; p.batch = 2; p.heads = 128; p.mean_len = len; p.dist = d;
-      const F64Outputs ref = run_reference_f64(p, make_inputs(p));
-      Params q = p;
-      q.cache = CacheFmt::fp8;
-      const F64Outputs fp8 = run_reference_f64(q, make_inputs(q));
-      Agreement out_fp8, lse_fp8, out_round;
-      for (std::size_t i = 0; i < ref.out.size(); ++i) {
-        out_fp8.add(fp8.out[i], ref.out[i]);
-        out_round.add(bf16_to_f32(bf16_from_f64(ref.out[i])), ref.out[i]);
-      }
-      for (std::size_t i = 0; i < ref.lse.size(); ++i) lse_fp8.add(fp8.lse[i], ref.lse[i]);
-      auto row = [&](const char* pair, const Agreement& a, const char* output) {
-        return nlohmann::json{{"context", len}, {"dist", dist_name(d)}, {"heads", p.heads}, {"pair", pair},
-                              {"output", output}, {"rel_l2", a.rel_l2()}, {"cos_dist", a.cos_dist()},
-                              {"max_abs", a.max_abs}, {"rms_ref", a.rms_ref()}};
-      };
-      rows.push_back(row("fp8_cache_vs_bf16_cache", out_fp8, "out"));
-      rows.push_back(row("fp8_cache_vs_bf16_cache", lse_fp8, "lse"));
-      rows.push_back(row("bf16_output_rounding", out_round, "out"));
-    }
-  return rows;
-}
-
-namespace {
-
 std::unique_ptr<Runner> ref_runner(const Case& k, Io& io, int threads) {
   return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); }, threads);
 }
@@ -127,7 +94,8 @@ void register_component() {
     return std::vector<Tensor>{std::move(mag)};
   };
   c.study = [](bool quick) {
-    return nlohmann::json{{"kv_cache", kv_cache_study_rows(quick)}, {"mla_cache_error", cache_error_study(quick)}};
+    return nlohmann::json{{"kv_cache", kv_cache_study_rows(quick)}, {"mla_cache_error", cache_error_study(quick)},
+                          {"mla_decode_forms", decode_forms_study(quick)}};
   };
   Registry::instance().add(std::move(c));
 

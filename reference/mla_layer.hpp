@@ -18,8 +18,11 @@
 #pragma once
 
 #include <Eigen/Dense>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <string_view>
+#include <vector>
 
 #include "core/model_config.hpp"
 
@@ -42,8 +45,55 @@ struct LayerWeights {
 // Seeded weights with BF16-representable values ~ N(0, 1/fan_in), norms 1 + N(0, 0.1^2).
 LayerWeights random_layer_weights(const LayerDims& d, uint64_t seed);
 
+// Seeded [rows, cols] matrix of BF16-representable values ~ N(0, 1/cols) (a projection weight).
+MatrixD random_bf16_matrix(int64_t rows, int64_t cols, uint64_t seed);
+
 enum class Form : uint8_t { naive, absorbed };
-// h [S, dim] -> u [S, dim] for one sequence, positions start at 0, causal.
+std::string_view form_name(Form f);
+
+// What attention takes from S tokens at positions start_pos .. start_pos + S - 1:
+//   q         [S, H * (nope + rope)]  per head [q^C | RoPE(q^R)]
+//   latent    [S, kv_lora]            kv_norm(c^KV)
+//   rope_key  [S, rope]               RoPE(k^R), shared by all heads
+struct Projected {
+  MatrixD q, latent, rope_key;
+};
+Projected project(const LayerDims& d, const LayerWeights& w, const MatrixD& h, int64_t start_pos = 0);
+
+// One sequence's KV cache for keys at positions 0 .. len - 1, in either form:
+//   absorbed  kv [L, kv_lora + rope] = [kv_norm(c^KV) | RoPE(k^R)]: the 576-wide latent cache
+//   naive     per head k [L, nope + rope] = [c W_UK^T | k^R] and v [L, v] = c W_UV^T: K and V
+//             materialised, model.py's attn_impl "naive" cache
+// (only wkv_b of the weights is used).
+struct LayerCache {
+  Form form = Form::absorbed;
+  int64_t len = 0;
+  MatrixD kv;                 // absorbed
+  std::vector<MatrixD> k, v;  // naive, one per head
+};
+LayerCache make_cache(const LayerDims& d, const LayerWeights& w, const MatrixD& latent, const MatrixD& rope_key, Form form);
+// Bytes of one token's cache entry with BF16 storage (model.py's cache dtype): absorbed
+// (kv_lora + rope) * 2, naive H (nope + rope + v) * 2.
+int64_t cache_bf16_bytes_per_token(const LayerDims& d, Form form);
+// FLOPs per cached token of one query token's attention: absorbed 2 H (kv_lora + rope + kv_lora)
+// (scores over the 576-wide latent, then sum p c), naive 2 H (nope + rope + v).
+int64_t attention_flops_per_token(const LayerDims& d, Form form);
+
+// Attention of the S queries q (rows at positions q_pos .. q_pos + S - 1, causal: query i sees
+// keys 0 .. q_pos + i) over the cache: per-head outputs [S, H * v] before wo. The absorbed form
+// folds W_UK into the queries and applies W_UV to the latent output. Keys are taken in fixed
+// chunks of kAttendChunk, threaded over chunks, each chunk's FP64 online-softmax state merged in
+// chunk order: identical results for any thread count.
+constexpr int64_t kAttendChunk = 512;
+MatrixD attend(const LayerDims& d, const LayerWeights& w, const MatrixD& q, const LayerCache& cache, int64_t q_pos);
+
+// Study rows "mla_decode_forms": one V3 decode step (batch 1, one query, 128 heads) over a cache
+// of 1K..16K tokens in each form: BF16 cache bytes and FLOPs per cached token, the FP64 step's
+// time and its ratio to the absorbed form's, the forms' agreement (reference/mla_studies.cpp).
+nlohmann::json decode_forms_study(bool quick);
+
+// h [S, dim] -> u [S, dim] for one sequence, positions start at 0, causal:
+// wo(attend(project(h).q, make_cache(project(h)), 0)).
 MatrixD layer_forward(const LayerDims& d, const LayerWeights& w, const MatrixD& h, Form form);
 
 }  // namespace dsv3::mla
