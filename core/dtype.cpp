@@ -163,4 +163,18 @@ double decode_element(DType t, const void* p, std::size_t i) {
   throw std::invalid_argument("decode_element: unknown dtype");
 }
 
+uint16_t bf16_from_f64(double d) {
+  // Round to odd into FP32 (truncate, then set the last bit when inexact), then RNE to BF16: one
+  // correct rounding of d, as a format with 16 more bits than the target allows.
+  float t = static_cast<float>(d);
+  if (std::isfinite(d) && static_cast<double>(t) != d) {
+    if (std::fabs(static_cast<double>(t)) > std::fabs(d)) t = std::nextafter(t, 0.0f);
+    uint32_t u;
+    std::memcpy(&u, &t, 4);
+    u |= 1u;
+    std::memcpy(&t, &u, 4);
+  }
+  return f32_to_bf16(t);
+}
+
 }  // namespace dsv3

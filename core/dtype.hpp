@@ -33,6 +33,8 @@ bool dtype_is_float(DType t);
 
 // Encoders (float32 -> code). Round-to-nearest-even.
 uint16_t f32_to_bf16(float x);
+// One correct RNE rounding of an FP64 value to BF16 (no double rounding through FP32).
+uint16_t bf16_from_f64(double d);
 uint16_t f32_to_f16(float x);
 uint8_t f32_to_e4m3(float x, Saturation sat = Saturation::finite);
 uint8_t f32_to_e5m2(float x, Saturation sat = Saturation::finite);

@@ -88,9 +88,6 @@ struct F64Outputs {
 F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in, bool magnitude = false);
 void validate_decode_inputs(const Params& p, const std::vector<Tensor>& in);
 
-// One correct RNE rounding of an FP64 value to BF16 (no double rounding through FP32).
-uint16_t bf16_from_f64(double d);
-
 double flops(const Params& p);  // FlashMLA's count (decode) / causal naive count (prefill)
 double bytes_moved(const Params& p);  // FlashMLA's count: q, the cache read once, out
 
