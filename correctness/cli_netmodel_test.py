@@ -79,11 +79,44 @@ def decode_limit(dsv3, scratch):
     print(f"ok: decode-limit table, errors and {len(rows)} JSON rows")
 
 
+def topology(dsv3, scratch):
+    out = run([dsv3, "model", "topology"], 0)
+    expect_lines(out, [
+        r"FT2 +two-layer fat-tree +64 +1 +2048 +96 +2048 +8\.99 +9 +4\.390 +4\.39",
+        r"MPFT +multi-plane fat-tree \(8 x FT2\) +64 +8 +16384 +768 +16384 +71\.93 +72 +4\.390 +4\.39",
+        r"FT3 +three-layer fat-tree +64 +1 +65536 +5120 +131072 +491\.00 +491 +7\.492 +7\.5",
+        r"SF +Slim Fly \(ISCA Table 3's counts\) +- +1 +32928 +1568 +32928 +146\.57 +146 ",
+        r"DF +Dragonfly \(ISCA Table 3's counts\) +- +1 +261632 +16352 +384272 +1550\.06 +1522 ",
+        r"FITTED, not recovered",
+        r"82427\.81 \$ per switch and 526\.20 \$ per link",
+    ], "topology")
+    expect_lines(run([dsv3, "model", "topology", "--help"], 0), [r"ISCA Table 3", r"--switch-price"], "topology --help")
+    expect_errors(dsv3, "topology", [
+        (["--radix", "63"], "radix must be even and >= 2"),
+        (["--radix", "0"], "radix must be even and >= 2"),
+        (["--planes", "0"], "planes must be positive, got 0"),
+        (["--switch-price=-1"], "switch_usd (price per switch) must be >= 0"),
+    ])
+    rows_path = os.path.join(scratch, "topology.json")
+    run([dsv3, "model", "topology", "--radix", "32", "--planes", "2", "--switch-price", "1000", "--link-price", "10",
+         "--json", rows_path], 0)
+    with open(rows_path) as f:
+        rows = json.load(f)
+    ft2 = rows[0]
+    if (ft2["topology"], ft2["endpoints"], ft2["switches"], ft2["links"], ft2["cost_usd"], ft2["paper"]) != \
+            ("FT2", 512, 48, 512, 48 * 1000 + 512 * 10, None) or rows[1]["endpoints"] != 1024:
+        sys.exit(f"FAIL: topology rows: {rows[:2]}")
+    if rows[3]["counts_from"] != "isca_table3" or rows[3]["paper"]["cost_musd"] != 146:
+        sys.exit(f"FAIL: SF row: {rows[3]}")
+    print(f"ok: topology table, errors and {len(rows)} JSON rows")
+
+
 def main():
     dsv3, scratch = sys.argv[1], sys.argv[2]
     shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(scratch)
     decode_limit(dsv3, scratch)
+    topology(dsv3, scratch)
 
 
 if __name__ == "__main__":

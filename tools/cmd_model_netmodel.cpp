@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "core/json_file.hpp"
 #include "core/model_config.hpp"
 #include "reference/netmodel_decode_limit.hpp"
+#include "reference/netmodel_topology.hpp"
 #include "tools/commands.hpp"
 
 namespace dsv3::cli {
@@ -146,8 +148,90 @@ void add_decode_limit(CLI::App& model) {
   });
 }
 
+
+// ---- topology --------------------------------------------------------------------------------
+
+std::string paper_or_dash(const std::optional<IscaTable3Row>& p, double IscaTable3Row::*field, const char* fmt) {
+  if (!p) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, fmt, (*p).*field);
+  return buf;
+}
+
+void print_topology(const std::vector<TopologyCost>& t, const PriceModel& p, const PriceModel& fit) {
+  std::printf("Cluster topologies, ISCA Table 3 (§5.1; v3-facts §7.4). Links: switch-to-switch.\n");
+  std::printf("%-5s %-38s %6s %6s %9s %8s %9s %10s %10s %11s %11s\n", "", "topology", "radix", "planes", "endpoints",
+              "switches", "links", "cost M$", "paper M$", "k$/endpt", "paper k$/e");
+  for (const TopologyCost& c : t) {
+    const TopologyCounts& k = c.counts;
+    std::printf("%-5s %-38s %6s %6lld %9lld %8lld %9lld %10.2f %10s %11.3f %11s\n", k.id.c_str(), k.name.c_str(),
+                k.from_paper ? "-" : std::to_string(k.radix).c_str(), static_cast<long long>(k.planes),
+                static_cast<long long>(k.endpoints), static_cast<long long>(k.switches),
+                static_cast<long long>(k.links), c.cost_usd / 1e6,
+                paper_or_dash(c.paper, &IscaTable3Row::cost_musd, "%.0f").c_str(), c.cost_per_endpoint_usd / 1e3,
+                paper_or_dash(c.paper, &IscaTable3Row::cost_per_endpoint_kusd, "%g").c_str());
+  }
+  std::printf("\nCounts: FT2 k^2/2 endpoints, 3k/2 switches, k^2/2 links; MPFT = planes x FT2; FT3 k^3/4 endpoints,\n"
+              "5k^2/4 switches, k^3/2 links. SF and DF: the paper's counts as given (not computed here).\n");
+  const bool fitted = p.switch_usd == fit.switch_usd && p.link_usd == fit.link_usd;
+  std::printf("\nCost = switches x %.2f $ + links x %.2f $ (%s).\n", p.switch_usd, p.link_usd,
+              fitted ? "the fit below" : p.source.c_str());
+  std::printf("Price fit: ISCA states no prices (Table 3 follows the Slim Fly paper's cost methodology, which\n"
+              "prices cables by type and length), so the model is FITTED, not recovered: two prices solved\n"
+              "exactly from FT2's 4.39 k$/endpoint and FT3's 491 M$ give %.2f $ per switch and %.2f $ per link.\n"
+              "FT2, MPFT and FT3 then match the table's rounding; SF and DF are an out-of-sample check:",
+              fit.switch_usd, fit.link_usd);
+  for (const TopologyCost& c : topology_table(kIscaSwitchRadix, kIscaPlanes, fit))
+    if (c.counts.from_paper && c.paper)
+      std::printf(" %s %.1f vs %.0f M$ (%+.1f %%)", c.counts.id.c_str(), c.cost_usd / 1e6, c.paper->cost_musd,
+                  (c.cost_usd / (c.paper->cost_musd * 1e6) - 1) * 100);
+  std::printf(".\n");
+}
+
+void add_topology(CLI::App& model) {
+  auto* cmd = model.add_subcommand("topology", "Fat-tree, multi-plane fat-tree and 3-layer fat-tree counts and cost (ISCA Table 3)");
+  cmd->footer(
+      "Endpoints, switches and switch-to-switch links of a two-layer fat-tree (FT2), a multi-plane fat-tree\n"
+      "(MPFT: `planes` independent FT2s, one NIC per endpoint per plane, as V3's 8-plane cluster) and a\n"
+      "three-layer fat-tree (FT3) built from switches of `radix` ports, plus ISCA Table 3's Slim Fly and\n"
+      "Dragonfly columns as given. Cost = switches x switch price + links x link price; the default prices\n"
+      "are a fit to Table 3 (the paper states none), printed with the fit. The paper's columns are shown\n"
+      "wherever the counts match them (radix 64, 8 planes).\n"
+      "Formulas and sources: reference/netmodel_topology.hpp, docs/netmodel.md.\n\n"
+      "Examples:\n"
+      "  dsv3 model topology                                  ISCA Table 3\n"
+      "  dsv3 model topology --radix 128 --planes 4 --switch-price 60000 --link-price 1200 --json topo.json");
+  struct Opts {
+    int64_t radix = kIscaSwitchRadix, planes = kIscaPlanes;
+    double switch_price = -1, link_price = -1;
+    std::string json;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--radix", o->radix, "Switch ports, even (ISCA: 64-port 400G IB switches)")->capture_default_str();
+  cmd->add_option("--planes", o->planes, "MPFT planes (V3: 8, one per GPU-NIC pair)")->capture_default_str();
+  auto* sp = cmd->add_option("--switch-price", o->switch_price, "Price of one switch, $ (default: the Table 3 fit)");
+  auto* lp = cmd->add_option("--link-price", o->link_price, "Price of one switch-to-switch link, $ (default: the fit)");
+  cmd->add_option("--json", o->json, "Also write the rows (docs/netmodel.md \"topology\") to this JSON file");
+  cmd->callback([=] {
+    const PriceModel fit = isca_table3_price_fit();
+    PriceModel p = fit;
+    if (sp->count() || lp->count()) {
+      if (sp->count()) p.switch_usd = o->switch_price;
+      if (lp->count()) p.link_usd = o->link_price;
+      p.source = std::string(sp->count() && lp->count() ? "given" : "given, the other from the fit");
+    }
+    p.validate();
+    const auto t = topology_table(o->radix, o->planes, p);
+    print_topology(t, p, fit);
+    write_rows(o->json, topology_rows(t, p), "topology");
+  });
+}
+
 }  // namespace
 
-void add_model_netmodel(CLI::App& model) { add_decode_limit(model); }
+void add_model_netmodel(CLI::App& model) {
+  add_decode_limit(model);
+  add_topology(model);
+}
 
 }  // namespace dsv3::cli
