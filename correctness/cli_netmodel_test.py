@@ -111,12 +111,48 @@ def topology(dsv3, scratch):
     print(f"ok: topology table, errors and {len(rows)} JSON rows")
 
 
+def train_cost(dsv3, scratch):
+    out = run([dsv3, "model", "train-cost"], 0)
+    expect_lines(out, [
+        r"deepseek-v3-671b +mla_moe +36624596992 +219\.748 +30\.702 +250\.450 +281\.152 +250",
+        r"deepseek-v2-236b +mla_moe +20850769920 +125\.105 +30\.199 +155\.304 +185\.503 +155",
+        r"llama-3\.1-405b +gqa_dense +403747897344 +2422\.487 +50\.734 +2473\.222 .* +2448",
+        r"qwen2\.5-72b +gqa_dense +71458357248 +428\.750 .* +394",
+        r"deepseek-v3-671b: reproduces \(250\.45 prints as 250\)",
+        r"llama-3\.1-405b: does not reproduce: .*half the causal attention term gives 2447\.85",
+        r"qwen2\.5-72b: does not reproduce: 6 x N_mm alone is 428\.75 > 394",
+        r"isca-table4-mpft +19\.926 +2048 +62914560 +272\.800 +386\.1 +433\.5 ",
+        r"paper +272\.80 +385 +432 +- +43\.73%",
+        r"isca-table4-mrft +19\.946 +2048 +62914560 +272\.527 ",
+    ], "train-cost")
+    expect_lines(run([dsv3, "model", "train-cost", "--help"], 0), [r"ISCA Table 2", r"--step-s"], "train-cost --help")
+    expect_errors(dsv3, "train-cost", [
+        (["--step-s", "0"], "step_s must be positive"),
+        (["--gpus", "0"], "gpus must be positive, got 0"),
+        (["--seq-len=-1"], "seq_len must be positive, got -1"),
+        (["--hardware", "no-such-gpu"], "no hardware profile 'no-such-gpu'"),
+        (["no-such-model"], "no model config 'no-such-model'"),
+    ])
+    rows_path = os.path.join(scratch, "train_cost.json")
+    run([dsv3, "model", "train-cost", "deepseek-v3-671b", "qwen2.5-72b", "--json", rows_path], 0)
+    with open(rows_path) as f:
+        rows = json.load(f)
+    tables = [r["table"] for r in rows]
+    if tables != ["gflops_per_token", "gflops_per_token", "step", "step"]:
+        sys.exit(f"FAIL: train-cost rows: {tables}")
+    if abs(rows[0]["gflops"] - 250.449887232) > 1e-9 or rows[0]["paper_gflops"] != 250 or \
+            rows[2]["tokens_per_step"] != 62914560 or rows[2]["paper"]["tokens_per_day_b"] != 272.80:
+        sys.exit(f"FAIL: train-cost rows: {rows}")
+    print(f"ok: train-cost table, errors and {len(rows)} JSON rows")
+
+
 def main():
     dsv3, scratch = sys.argv[1], sys.argv[2]
     shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(scratch)
     decode_limit(dsv3, scratch)
     topology(dsv3, scratch)
+    train_cost(dsv3, scratch)
 
 
 if __name__ == "__main__":

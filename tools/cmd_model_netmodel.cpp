@@ -13,6 +13,7 @@
 #include "core/model_config.hpp"
 #include "reference/netmodel_decode_limit.hpp"
 #include "reference/netmodel_topology.hpp"
+#include "reference/netmodel_train_cost.hpp"
 #include "tools/commands.hpp"
 
 namespace dsv3::cli {
@@ -227,11 +228,118 @@ void add_topology(CLI::App& model) {
   });
 }
 
+// ---- train-cost ------------------------------------------------------------------------------
+
+void print_train_cost(const std::vector<TrainFlopsPerToken>& fs, const std::vector<TrainStepFigures>& steps,
+                      const std::string& step_model, const std::string& peak_from) {
+  std::printf("Training GFLOPs per token, ISCA Table 2 (§2.2.1; v3-facts §8.1), sequence length %lld\n",
+              static_cast<long long>(fs.empty() ? kIscaTrainSeqLen : fs.front().seq_len));
+  std::printf("  F = 6 x N_mm + 3 x L x s x n_h x (d_qk + d_v)   (causal attention: average context s/2)\n");
+  std::printf("%-22s %-10s %16s %10s %10s %10s %10s %8s\n", "model", "family", "N_mm", "6 N_mm", "attention",
+              "F causal", "non-causal", "paper");
+  for (const auto& f : fs)
+    std::printf("%-22s %-10s %16lld %10.3f %10.3f %10.3f %10.3f %8s\n", f.id.c_str(), f.family.c_str(),
+                static_cast<long long>(f.matmul_params), f.matmul_gflops, f.attention_gflops, f.total_gflops,
+                f.noncausal_gflops, f.paper_gflops ? std::to_string(static_cast<long long>(*f.paper_gflops)).c_str() : "-");
+  std::printf("\nN_mm: activated matmul parameters per token (projections, activated + shared experts, router,\n"
+              "LM head; not the input embedding, norms or router bias). Attention: QK^T and PV, MLA in its\n"
+              "naive training form (d_qk = nope + rope). GFLOPs = 1e9 FLOPs.\n");
+  for (const auto& f : fs)
+    if (!f.verdict.empty()) std::printf("  %s: %s.\n", f.id.c_str(), f.verdict.c_str());
+
+  std::printf("\nISCA Table 4 cross-check (v3-facts §8.1, G19, G20), F of %s, peak %s:\n", step_model.c_str(),
+              peak_from.c_str());
+  std::printf("  tokens/step = seqs x seq_len; tokens/day = tokens/step x 86400 / step_s;\n"
+              "  TFLOPS = F x tokens/step / (gpus x step_s); MFU = TFLOPS / peak\n");
+  std::printf("%-18s %8s %6s %12s %14s %9s %9s %8s %8s\n", "case", "step s", "gpus", "tokens/step", "tokens/day B",
+              "TFLOPS c", "TFLOPS nc", "MFU c", "MFU nc");
+  for (const auto& r : steps) {
+    std::printf("%-18s %8.3f %6lld %12lld %14.3f %9.1f %9.1f %7.2f%% %7.2f%%\n", r.in.id.c_str(), r.in.step_s,
+                static_cast<long long>(r.in.gpus), static_cast<long long>(r.tokens_per_step), r.tokens_per_day / 1e9,
+                r.tflops_causal, r.tflops_noncausal, r.mfu_causal * 100, r.mfu_noncausal * 100);
+    if (!r.paper) continue;
+    auto v = [](const std::optional<double>& x, const char* f, double scale = 1) {
+      char buf[32];
+      if (!x) return std::string("-");
+      std::snprintf(buf, sizeof buf, f, *x * scale);
+      return std::string(buf);
+    };
+    std::printf("%-18s %8s %6s %12s %14.2f %9s %9s %8s %8s\n", "  paper", "", "", "", r.paper->tokens_per_day_b,
+                v(r.paper->tflops_causal, "%.0f").c_str(), v(r.paper->tflops_noncausal, "%.0f").c_str(), "-",
+                v(r.paper->mfu_noncausal, "%.2f%%", 100).c_str());
+  }
+  std::printf("c: causal F, nc: non-causal F (twice the attention term). The paper's own F behind Table 4 is not\n"
+              "printed; Table 2's rounded 250 gives %.1f causal TFLOPS for the first case.\n",
+              steps.empty() ? 0.0 : train_step_figures(steps.front().in, 250.0, 250.0).tflops_causal);
+}
+
+void add_train_cost(CLI::App& model) {
+  auto* cmd = model.add_subcommand("train-cost", "Training GFLOPs per token (ISCA Table 2) and Table 4's tokens/day, TFLOPS, MFU");
+  cmd->footer(
+      "GFLOPs per training token from each model config, with the formula written out: 6 x activated\n"
+      "matmul parameters + the causal attention term; V2 and V3 reproduce ISCA Table 2, LLaMA-3.1-405B and\n"
+      "Qwen2.5-72B do not, and the reason is printed. Then ISCA Table 4's tokens/day, per-GPU TFLOPS and\n"
+      "MFU from the step time (MPFT 19.926 s, MRFT 19.946 s; or --step-s), 2048 GPUs, 15360 x 4096 tokens\n"
+      "per step, the peak of a hardware profile (h800-sxm) or --peak-tflops.\n"
+      "Formulas and sources: reference/netmodel_train_cost.hpp, docs/netmodel.md.\n\n"
+      "Examples:\n"
+      "  dsv3 model train-cost\n"
+      "  dsv3 model train-cost deepseek-v3-671b --step-s 15 --gpus 4096 --hardware b200 --json tc.json");
+  struct Opts {
+    std::vector<std::string> ids;
+    std::string model = "deepseek-v3-671b", hardware = "h800-sxm", json;
+    int64_t seq_len = kIscaTrainSeqLen;
+    TrainStepInputs step;
+    double peak = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("ids", o->ids, "Model ids for the GFLOPs table (default: every file in datasets/models)");
+  cmd->add_option("--seq-len", o->seq_len, "Sequence length (Table 2: 4096)")->capture_default_str();
+  cmd->add_option("--model", o->model, "Model whose F the step figures use")->capture_default_str();
+  auto* step = cmd->add_option("--step-s", o->step.step_s, "Seconds per step (default: Table 4's MPFT and MRFT)");
+  cmd->add_option("--gpus", o->step.gpus, "GPUs")->capture_default_str();
+  cmd->add_option("--seqs-per-step", o->step.seqs_per_step, "Sequences per step")->capture_default_str();
+  cmd->add_option("--hardware", o->hardware, "Hardware profile (id or JSON file) whose dense_bf16_tflops is the peak")
+      ->capture_default_str();
+  auto* peak = cmd->add_option("--peak-tflops", o->peak, "Peak TFLOPS per GPU (instead of the profile's)");
+  cmd->add_option("--json", o->json, "Also write the rows (docs/netmodel.md \"train_cost\") to this JSON file");
+  cmd->callback([=] {
+    std::string peak_from = std::to_string(o->peak) + " TFLOPS (--peak-tflops)";
+    double peak_tflops = o->peak;
+    if (!peak->count()) {
+      const HardwareProfile h = hardware_by_id_or_file(o->hardware);
+      peak_tflops = h.dense_bf16_tflops;
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "%g TFLOPS (%s dense_bf16_tflops)", peak_tflops, h.id.c_str());
+      peak_from = buf;
+    }
+    std::vector<TrainFlopsPerToken> fs;
+    for (const auto& id : o->ids.empty() ? list_models() : o->ids)
+      fs.push_back(train_flops_per_token(find_model(id), o->seq_len));
+    const TrainFlopsPerToken f = train_flops_per_token(find_model(o->model), o->step.seq_len);
+    std::vector<TrainStepInputs> cases;
+    if (step->count()) {
+      TrainStepInputs in = o->step;
+      in.id = "given";
+      in.peak_tflops = peak_tflops;
+      cases.push_back(in);
+    } else {
+      cases = isca_table4_cases(peak_tflops);
+      for (auto& c : cases) c.gpus = o->step.gpus, c.seqs_per_step = o->step.seqs_per_step;
+    }
+    std::vector<TrainStepFigures> steps;
+    for (const auto& c : cases) steps.push_back(train_step_figures(c, f.total_gflops, f.noncausal_gflops));
+    print_train_cost(fs, steps, o->model, peak_from);
+    write_rows(o->json, train_cost_rows(fs, steps), "train-cost");
+  });
+}
+
 }  // namespace
 
 void add_model_netmodel(CLI::App& model) {
   add_decode_limit(model);
   add_topology(model);
+  add_train_cost(model);
 }
 
 }  // namespace dsv3::cli
