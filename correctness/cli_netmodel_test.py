@@ -3,7 +3,11 @@
 (ISCA §2.3.2, Tables 2-4; v3-facts §7.3, §7.4, §8.1), --help explains, bad input is a clear error
 naming the field (exit 2), and --json writes rows with the documented keys (docs/netmodel.md).
 
-Usage: cli_netmodel_test.py <path to dsv3> <scratch dir>
+With --report PYTHON, a bundle holding only studies.decode_limit, studies.topology and
+studies.train_cost (those JSON rows, as `dsv3 run` writes them) goes through scripts/report.py,
+which must show the decode-limit table per hardware profile and the topology table.
+
+Usage: cli_netmodel_test.py <path to dsv3> <scratch dir> [--report <python>]
 """
 import json
 import os
@@ -13,6 +17,7 @@ import subprocess
 import sys
 
 DATASETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "datasets")
+SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "scripts")
 
 
 def run(cmd, expect_rc):
@@ -146,13 +151,46 @@ def train_cost(dsv3, scratch):
     print(f"ok: train-cost table, errors and {len(rows)} JSON rows")
 
 
+def report(dsv3, scratch, python):
+    studies = {}
+    for name, sub in (("decode_limit", "decode-limit"), ("topology", "topology"), ("train_cost", "train-cost")):
+        path = os.path.join(scratch, f"study_{name}.json")
+        run([dsv3, "model", sub, "--json", path], 0)
+        with open(path) as f:
+            studies[name] = json.load(f)
+    bundle = os.path.join(scratch, "bundle.json")
+    with open(bundle, "w") as f:
+        json.dump({"schema": "dsv3bench.bundle/1", "created_utc": "2026-01-01T00:00:00Z", "studies": studies}, f)
+    out = os.path.join(scratch, "REPORT.md")
+    run([python, os.path.join(SCRIPTS, "report.py"), bundle, "--out", out], 0)
+    with open(out) as f:
+        text = f.read()
+    hardware = [n[:-5] for n in sorted(os.listdir(os.path.join(DATASETS, "hardware"))) if n.endswith(".json")]
+    needles = ["### decode_limit", "### topology", "### train_cost",
+               "| paper-ib-400g | paper | scale_out | 50.0 | 120.960 | 241.920 | 14.7571 | 67.8 | — | 120.96 / 14.76 / 67 |",
+               "| paper-gb200-nvl72 | paper | scale_up | 900.0 | 6.720 | 13.440 | 0.8198 | 1219.8 | no | 6.72 / 0.82 / 1200 |",
+               "| FT2 | formula | 64 | 1 | 2048 | 96 | 2048 | 8.99 | 9 | 4.390 | 4.39 |",
+               "| MPFT | formula | 64 | 8 | 16384 | 768 | 16384 | 71.93 | 72 | 4.390 | 4.39 |",
+               "| FT3 | formula | 64 | 1 | 65536 | 5120 | 131072 | 491.00 | 491 | 7.492 | 7.5 |",
+               "| DF | isca_table3 | n/a | 1 | 261632 | 16352 | 384272 | 1550.06 | 1522 | 5.925 | 5.8 |",
+               "| isca-table4-mpft | 19.926 | 272.800 | 386.1 | 433.5 | 43.83 | 272.80 / 385 / 432 / 43.73 |"]
+    needles += [f"| {h}/{link} | {h} | {link} |" for h in hardware for link in ("scale_out", "scale_up")]
+    for needle in needles:
+        if needle not in text:
+            sys.exit(f"FAIL: {needle!r} not in REPORT.md:\n{text}")
+    print(f"ok: REPORT.md has the decode-limit table ({len(hardware)} profiles), the topology and train-cost tables")
+
+
 def main():
     dsv3, scratch = sys.argv[1], sys.argv[2]
+    report_python = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--report" else None
     shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(scratch)
     decode_limit(dsv3, scratch)
     topology(dsv3, scratch)
     train_cost(dsv3, scratch)
+    if report_python:
+        report(dsv3, scratch, report_python)
 
 
 if __name__ == "__main__":
