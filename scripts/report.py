@@ -4,7 +4,9 @@
 Sections: machine, ceilings, correctness summary with every failed case and its worst
 element, the full correctness table, benchmarks (Google Benchmark median rows when
 repetitions ran), numerics studies (studies.kv_cache as one line per model and cache format,
-linking kv_cache.png), and links to the PNGs that scripts/plot.py wrote.
+linking kv_cache.png; the calculators' studies.decode_limit per case and hardware profile,
+studies.topology as ISCA Table 3, studies.train_cost as Tables 2 and 4, each beside the paper's
+figures), and links to the PNGs that scripts/plot.py wrote.
 With several bundles the first is the baseline: benchmarks are lined up by name with
 the speedup against it, and correctness verdicts are lined up by case.
 Nothing is re-run; the report comes from the bundles only.
@@ -344,6 +346,92 @@ def kv_cache_table(rows, plot_link):
     return out
 
 
+def fixed(v, decimals, scale=1.0):
+    """v * scale with a fixed number of decimals (the calculators' tables compare against printed figures)."""
+    f = finite(v)
+    return "n/a" if f is None else f"{f * scale:.{decimals}f}"
+
+
+def decode_limit_table(rows):
+    """studies.decode_limit (reference/netmodel_decode_limit.hpp): one line per case, the paper's
+    two cases then a scale-out and a scale-up line per hardware profile, the paper's figures beside."""
+    rows = [r for r in rows if "case" in r and "tpot_ms" in r]
+    if not rows:
+        return []
+    r0 = rows[0]
+    out = ["Decode speed limit from EP all-to-all time alone, ISCA §2.3.2 (docs/netmodel.md): "
+           f"{cell(r0.get('tokens_per_device'))} tokens per device x {cell(r0.get('experts_per_token'))} experts x "
+           f"hidden {cell(r0.get('hidden'))}, {cell(r0.get('dispatch_bytes_per_elem'))} B dispatch + "
+           f"{cell(r0.get('combine_bytes_per_elem'))} B combine per element = {fixed(r0.get('step_bytes'), 0)} B per EP "
+           f"step per device; per layer = {cell(r0.get('micro_batches'))} micro-batches x both all-to-alls "
+           f"(computation hidden), TPOT = {cell(r0.get('n_layers'))} layers. scale_out: the profile's NICs; "
+           "scale_up: its NVLink. \"EP in NVLink\": whether the EP group fits one NVLink domain (when not, the "
+           "scale_up line is a bound the machine cannot reach).", ""]
+    body = []
+    for r in rows:
+        p = r.get("paper") or {}
+        fits = r.get("fits_nvlink_domain")
+        body.append([cell(r["case"]), cell(r.get("hardware") or "paper"), cell(r.get("link")),
+                     fixed(r.get("bandwidth_gbs"), 1), fixed(r.get("step_us"), 3), fixed(r.get("layer_us"), 3),
+                     fixed(r.get("tpot_ms"), 4), fixed(r.get("tokens_per_s"), 1),
+                     "—" if fits is None else ("yes" if fits else "no"),
+                     f"{p.get('step_us')} / {p.get('tpot_ms')} / {p.get('tokens_per_s'):g}" if p else "—"])
+    return out + table(["case", "hardware", "link", "GB/s", "step µs", "layer µs", "TPOT ms", "tokens/s",
+                        "EP in NVLink", "paper step µs / TPOT ms / tokens/s"], body, "decode_limit")
+
+
+def topology_table(rows):
+    """studies.topology (reference/netmodel_topology.hpp): ISCA Table 3, computed beside printed."""
+    rows = [r for r in rows if "topology" in r and "cost_usd" in r]
+    if not rows:
+        return []
+    r0 = rows[0]
+    out = [f"Cluster topologies, ISCA Table 3 (docs/netmodel.md). Cost = switches × {fixed(r0.get('switch_usd'), 2)} $ + "
+           f"links × {fixed(r0.get('link_usd'), 2)} $ ({cell(r0.get('price_source'))}). Fitted prices, not the "
+           "paper's model: SF and DF use the paper's counts and are an out-of-sample check of the fit.", ""]
+    body = []
+    for r in rows:
+        p = r.get("paper") or {}
+        body.append([cell(r["topology"]), cell(r.get("counts_from")), cell(r.get("radix")), cell(r.get("planes")),
+                     cell(r.get("endpoints")), cell(r.get("switches")), cell(r.get("links")),
+                     f"{r['cost_usd'] / 1e6:.2f}", cell(p.get("cost_musd")) if p else "—",
+                     f"{r['cost_per_endpoint_usd'] / 1e3:.3f}", cell(p.get("cost_per_endpoint_kusd")) if p else "—"])
+    return out + table(["topology", "counts", "radix", "planes", "endpoints", "switches", "links", "cost M$",
+                        "paper M$", "k$/endpoint", "paper k$/endpoint"], body, "topology")
+
+
+def train_cost_table(rows):
+    """studies.train_cost (reference/netmodel_train_cost.hpp): ISCA Table 2 and the Table 4 cross-check."""
+    flops = [r for r in rows if r.get("table") == "gflops_per_token"]
+    steps = [r for r in rows if r.get("table") == "step"]
+    if not flops and not steps:
+        return []
+    out = ["Training GFLOPs per token, ISCA Table 2: 6 × activated matmul params + causal attention "
+           "(docs/netmodel.md).", ""]
+    out += table(["model", "N_mm", "GFLOPs", "non-causal", "paper", "verdict"],
+                 [[cell(r.get("model")), cell(r.get("matmul_params")), fixed(r.get("gflops"), 2),
+                   fixed(r.get("noncausal_gflops"), 2), "—" if r.get("paper_gflops") is None else f"{r['paper_gflops']:g}",
+                   cell(r.get("verdict") or "—")]
+                  for r in flops], "train_cost")
+    def paper(r):
+        p = r.get("paper") or {}
+        if not p:
+            return "—"
+        return " / ".join(["n/a" if p.get("tokens_per_day_b") is None else f"{p['tokens_per_day_b']:.2f}",
+                           "n/a" if p.get("tflops_causal") is None else f"{p['tflops_causal']:g}",
+                           "n/a" if p.get("tflops_noncausal") is None else f"{p['tflops_noncausal']:g}",
+                           fixed(p.get("mfu_noncausal"), 2, 100)])
+    out += table(["ISCA Table 4 case", "step s", "tokens/day B", "TFLOPS causal", "TFLOPS non-causal",
+                  "MFU non-causal %", "paper tokens/day B / TFLOPS c / nc / MFU nc %"],
+                 [[cell(r.get("case")), fixed(r.get("step_s"), 3), fixed(r.get("tokens_per_day"), 3, 1e-9),
+                   fixed(r.get("tflops_causal"), 1), fixed(r.get("tflops_noncausal"), 1),
+                   fixed(r.get("mfu_noncausal"), 2, 100), paper(r)] for r in steps])
+    return out
+
+
+COMPACT_STUDIES = {"decode_limit": decode_limit_table, "topology": topology_table, "train_cost": train_cost_table}
+
+
 def studies_section(bundles, plot_link=lambda name: None):
     """plot_link(png name) -> the link to that plot relative to the report, or None when absent."""
     out = ["## Numerics studies", ""]
@@ -357,7 +445,10 @@ def studies_section(bundles, plot_link=lambda name: None):
             if not rows:
                 continue
             out += [f"### {name}" + (f" — {b['_label']}" if len(bundles) > 1 else ""), ""]
-            compact = kv_cache_table(rows, plot_link("kv_cache.png")) if name == "kv_cache" else []
+            if name == "kv_cache":
+                compact = kv_cache_table(rows, plot_link("kv_cache.png"))
+            else:
+                compact = COMPACT_STUDIES[name](rows) if name in COMPACT_STUDIES else []
             if compact:
                 out += compact
                 continue

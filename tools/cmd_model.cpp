@@ -109,8 +109,9 @@ void add_model(CLI::App& app) {
   cmd->add_option("ids", *ids, "Model ids (default: every file in datasets/models)");
   cmd->add_flag("--hardware", *hardware, "List the hardware profiles instead");
   add_kv_cache(*cmd);
+  add_model_netmodel(*cmd);
   cmd->callback([=] {
-    if (!cmd->get_subcommands().empty()) return;  // `dsv3 model kv-cache` ran instead
+    if (!cmd->get_subcommands().empty()) return;  // a subcommand (kv-cache, decode-limit, ...) ran instead
     if (*hardware) {
       std::printf("%-14s %-34s %5s %9s %10s %10s %10s %8s %6s\n", "id", "name", "SMs", "mem GiB", "HBM GB/s",
                   "BF16 TF/s", "FP8 TF/s", "NVL GB/s", "NIC Gb");

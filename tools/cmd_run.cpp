@@ -13,6 +13,7 @@
 #include "core/bundle.hpp"
 #include "core/json_file.hpp"
 #include "core/registry.hpp"
+#include "reference/netmodel.hpp"
 #include "tools/commands.hpp"
 
 namespace dsv3::cli {
@@ -106,6 +107,8 @@ void add_run(CLI::App& app) {
         const nlohmann::json rows = comp.study(*quick);
         for (auto& [k, v] : rows.items()) doc["studies"][k] = v;
       }
+      std::cerr << "study: netmodel calculators (decode_limit, topology, train_cost)\n";
+      for (auto& [k, v] : netmodel::netmodel_study_rows().items()) doc["studies"][k] = v;
       for (const auto& st : Registry::instance().studies()) {
         std::string skip;
         if (!st.fn) skip = "not built (the study's CUDA side is not compiled in this build)";

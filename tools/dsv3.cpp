@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
       "  dsv3 bench [REGEX]   benchmarks (Google Benchmark, JSON out)\n"
       "  dsv3 run             ceilings + check + bench + studies -> results/<date>_<device>/\n"
       "  dsv3 model [ID...]   model configs: parameter counts, KV-cache bytes per token\n"
-      "  dsv3 model kv-cache  KV-cache calculator: bytes per token and per sequence, BF16 vs FP8 latent",
+      "  dsv3 model kv-cache  KV-cache calculator: bytes per token and per sequence, BF16 vs FP8 latent\n"
+      "  dsv3 model decode-limit | topology | train-cost   ISCA's network and training-cost calculators",
       "dsv3"};
   app.require_subcommand(1);
   app.fallthrough();
