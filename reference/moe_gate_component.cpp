@@ -3,6 +3,7 @@
 #include "core/json_file.hpp"
 #include "core/registry.hpp"
 #include "reference/moe_gate.hpp"
+#include "reference/moe_gate_balance.hpp"
 
 namespace dsv3::moe_gate {
 namespace {
@@ -66,6 +67,7 @@ void register_component() {
   c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
   c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
+  c.study = [](bool quick) { return nlohmann::json{{"moe_balance", balance_study(quick)}}; };
   Registry::instance().add(std::move(c));
 
   Variant v;

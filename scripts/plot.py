@@ -15,6 +15,8 @@ Reads one or more bundle.json files and writes, into --out:
   kv_cache.png        studies.kv_cache: KV-cache GiB of one sequence vs context length (log-log),
                       one colour per model, BF16 solid, FP8 latent dashed (bundles with identical
                       rows are drawn once: the rows come from the model configs alone)
+  moe_balance.png     studies.moe_balance: expert and node max/mean load over training steps of the
+                      synthetic skewed router, one line per balancing policy (first bundle with rows)
 A plot whose data is absent from every bundle is skipped with a note. With several
 bundles, each bundle ("<device or cpu-only> <date>") gets its own bars side by side.
 Nothing is re-run; the plots come from the bundles only.
@@ -351,6 +353,32 @@ def plot_kv_cache(bundles, out_dir, written):
     save(fig, out_dir, "kv_cache.png", written)
 
 
+def plot_moe_balance(bundles, out_dir, written):
+    rows, label = next((((b.get("studies") or {}).get("moe_balance"), b["_label"]) for b in bundles
+                        if any(finite(r.get("step")) is not None for r in (b.get("studies") or {}).get("moe_balance") or [])),
+                       (None, None))
+    if not rows:
+        print("note: no studies.moe_balance in any bundle; skipping moe_balance.png")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, key, what in ((axes[0], "expert_max_over_mean", "experts"), (axes[1], "node_max_over_mean", "nodes (8 x 32 experts)")):
+        for policy in dict.fromkeys(r["policy"] for r in rows):
+            pts = sorted((r["step"], r[key]) for r in rows if r["policy"] == policy and finite(r.get(key)) is not None)
+            # "none" drawn wide underneath: a weak loss can coincide with it exactly
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker=".", label=policy,
+                    linestyle=":" if policy == "unskewed_floor" else "-",
+                    linewidth=4 if policy == "none" else 1.5, alpha=0.5 if policy == "none" else 1.0)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"max / mean load over {what}")
+        ax.grid(True, alpha=0.3)
+    tokens = rows[0].get("tokens_per_step")
+    axes[0].set_title(f"MoE balancing, V3 gate on a skewed synthetic router ({tokens} tokens/step) — {label}", fontsize=9)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    save(fig, out_dir, "moe_balance.png", written)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="+", metavar="BUNDLE.json", help="result bundle(s); the first one is the baseline")
@@ -362,7 +390,7 @@ def main():
         raise UserError(f"{out_dir}: --out exists and is not a folder")
     written = []
     for fn in (plot_ceilings, plot_benchmarks, plot_correctness, plot_fp8_scaling, plot_fp8_equal_bits,
-               plot_fp8_accum, plot_fp8_gemm_error_budget, plot_kv_cache):
+               plot_fp8_accum, plot_fp8_gemm_error_budget, plot_kv_cache, plot_moe_balance):
         fn(bundles, out_dir, written)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0

@@ -24,7 +24,7 @@ from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, 
 COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
 PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png", "fp8_accum.png",
-              "kv_cache.png"]
+              "kv_cache.png", "moe_balance.png"]
 
 
 def cell(v):
@@ -429,6 +429,31 @@ def train_cost_table(rows):
     return out
 
 
+def moe_balance_table(rows, plot_link):
+    """studies.moe_balance (reference/moe_gate_balance.hpp): per policy, the first and last
+    sampled step's load imbalance."""
+    rows = [r for r in rows if "policy" in r and finite(r.get("step")) is not None]
+    if not rows:
+        return []
+    body = []
+    for policy in dict.fromkeys(r["policy"] for r in rows):
+        mine = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["step"])
+        first, last = mine[0], mine[-1]
+        body.append([cell(policy), cell(last.get("gamma")), cell(last.get("alpha")), cell(last["step"] + 1),
+                     f"{fixed(first.get('expert_max_over_mean'), 2)} → {fixed(last.get('expert_max_over_mean'), 2)}",
+                     f"{fixed(first.get('rank_max_over_mean'), 2)} → {fixed(last.get('rank_max_over_mean'), 2)}",
+                     f"{fixed(first.get('node_max_over_mean'), 2)} → {fixed(last.get('node_max_over_mean'), 2)}",
+                     fixed(last.get("mean_nodes_per_token"), 2), fixed(last.get("seq_sum_f_p"), 3)])
+    out = [f"V3's gate on a synthetic router with skewed expert affinities, {cell(rows[0].get('tokens_per_step'))} "
+           "tokens per step (docs/moe.md): max/mean load at the first → last step; `unskewed_floor` is the "
+           "sampling-noise floor (no skew, no balancing). Sum f·P is the sequence-wise loss over alpha (1 = balanced).", ""]
+    out += table(["policy", "gamma", "alpha", "steps", "experts max/mean", "ranks max/mean", "nodes max/mean",
+                  "nodes/token", "sum f·P"], body, "moe_balance")
+    if plot_link:
+        out += [f"Plot: [moe_balance.png]({plot_link}).", ""]
+    return out
+
+
 COMPACT_STUDIES = {"decode_limit": decode_limit_table, "topology": topology_table, "train_cost": train_cost_table}
 
 
@@ -447,6 +472,8 @@ def studies_section(bundles, plot_link=lambda name: None):
             out += [f"### {name}" + (f" — {b['_label']}" if len(bundles) > 1 else ""), ""]
             if name == "kv_cache":
                 compact = kv_cache_table(rows, plot_link("kv_cache.png"))
+            elif name == "moe_balance":
+                compact = moe_balance_table(rows, plot_link("moe_balance.png"))
             else:
                 compact = COMPACT_STUDIES[name](rows) if name in COMPACT_STUDIES else []
             if compact:

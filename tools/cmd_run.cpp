@@ -108,7 +108,8 @@ void add_run(CLI::App& app) {
         for (auto& [k, v] : rows.items()) doc["studies"][k] = v;
       }
       std::cerr << "study: netmodel calculators (decode_limit, topology, train_cost)\n";
-      for (auto& [k, v] : netmodel::netmodel_study_rows().items()) doc["studies"][k] = v;
+      const nlohmann::json netmodel_rows = netmodel::netmodel_study_rows();  // named: items() of a temporary dangles
+      for (auto& [k, v] : netmodel_rows.items()) doc["studies"][k] = v;
       for (const auto& st : Registry::instance().studies()) {
         std::string skip;
         if (!st.fn) skip = "not built (the study's CUDA side is not compiled in this build)";
