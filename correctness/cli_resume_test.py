@@ -35,6 +35,10 @@ def main():
     run(dsv3, scratch)
     with open(path) as f:
         full = json.load(f)
+    # Every study the run wrote is a non-empty array (a null or empty one is a lost study).
+    bad = [k for k, v in full.get("studies", {}).items() if not isinstance(v, list) or not v]
+    if bad or not full.get("studies"):
+        sys.exit(f"FAIL: studies missing, null or empty in the run's bundle: {bad or 'no studies'}")
     measured = names(full)
     if len(measured) != 2:
         sys.exit(f"FAIL: expected 2 benchmarks for filter {FILTER!r}, got {measured}")
