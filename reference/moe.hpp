@@ -1,0 +1,76 @@
+// The DeepSeekMoE layer around the gate (v3-facts §3.3; model.py MoE.forward, Expert): token
+// permutation into the grouped GEMM's contiguous layout, the SwiGLU experts, the weighted
+// combine, the shared expert.
+//
+// Ops (Params::op):
+//   permute  x bf16 [T, dim], indices i32 [T, k]
+//            -> xp bf16 [R, dim]: each expert's rows (its tokens in ascending order) in one
+//               segment, segments in expert order, each padded to a multiple of `align` rows
+//               (fp8_gemm's contiguous layout, kMAlign 128); padding rows are zero;
+//               group_index i32 [R]: the expert of each row, -1 on padding;
+//               row_of i32 [T, k]: the row of xp that holds (token t, choice j).
+//            R = sum over experts of roundup(count_e, align): empty experts take no rows.
+//   combine  expert_out bf16 [R, dim], row_of i32 [T, k], weights bf16 [T, k]
+//            -> y bf16 [T, dim] = sum_j weights[t, j] * expert_out[row_of[t, j]], in FP64,
+//               rounded once (the inverse permutation with the weighted sum).
+//   layer    x bf16 [T, dim], gate weight bf16 [E, dim] (+ bias f32 [E] when the config has
+//            one), w1, w3 bf16 [E, I, dim], w2 bf16 [E, dim, I], shared ws1, ws3 bf16 [Is, dim],
+//            ws2 bf16 [dim, Is] (Is = n_shared_experts * I)
+//            -> y bf16 [T, dim] = sum_j g_j FFN_{e_j}(x) + FFN_shared(x), FFN(x) =
+//               w2 (silu(w1 x) * w3 x); routing and its BF16 weights g from the moe_gate
+//               reference (model.py returns them .type_as(x)), every product and sum after it
+//               in FP64, y rounded once to BF16. model.py instead rounds each expert's output
+//               and each accumulation to BF16 in ascending expert order: the spread that order
+//               leaves is what a kernel's tolerance must cover.
+// Routing for permute/combine cases is drawn (Routing below), not computed by a gate, so that
+// edge cases (empty experts, every token to the same experts) are exact.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/fill.hpp"
+#include "core/tensor.hpp"
+#include "reference/moe_gate.hpp"
+
+namespace dsv3::moe {
+
+constexpr int64_t kAlign = 128;  // fp8_gemm's kMAlign: rows per contiguous-layout block
+
+enum class Op : uint8_t { permute, combine, layer };
+enum class Draw : uint8_t { uniform, skewed, same_experts };  // drawn routings (permute, combine)
+std::string_view op_name(Op o);
+std::string_view draw_name(Draw d);
+
+struct Params {
+  Op op = Op::permute;
+  std::string model = "deepseek-v3-671b";  // experts, top-k, dims, gate
+  int64_t tokens = 1;
+  int64_t dim = 0;    // 0 = the config's
+  int64_t inter = 0;  // layer: expert intermediate size, 0 = the config's moe_inter_dim
+  int64_t align = kAlign;
+  Draw draw = Draw::uniform;
+  Dist dist = Dist::normal;
+  std::string to_string() const;
+  moe_gate::Routing routing() const;  // the config's routing with dim overridden; validates
+  int64_t inter_dim() const;
+  int64_t shared_inter() const;
+};
+
+// The drawn routing of a permute/combine case: k distinct experts per token, seeded. uniform:
+// any expert alike; skewed: expert e weighted 1 / (e + 1) (a few hot experts, many cold or
+// empty); same_experts: every token to experts 0 .. k-1 (all the load on k experts).
+std::vector<int32_t> draw_indices(const Params& p);
+// Rows per expert and the padded segment starts (E + 1 entries) of a routing.
+std::vector<int64_t> segment_starts(const std::vector<int32_t>& indices, int64_t experts, int64_t align);
+
+std::vector<TensorSpec> input_specs(const Params& p);
+std::vector<TensorSpec> output_specs(const Params& p);
+std::vector<Tensor> make_inputs(const Params& p);
+void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
+
+double flops(const Params& p);
+double bytes_moved(const Params& p);
+
+}  // namespace dsv3::moe

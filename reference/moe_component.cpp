@@ -1,0 +1,101 @@
+// The moe component: permute, combine and the whole layer; cases and the CPU variants.
+#include "core/json_file.hpp"
+#include "core/registry.hpp"
+#include "reference/moe.hpp"
+
+namespace dsv3::moe {
+namespace {
+
+Case moe_case(Op op, const std::string& model, int64_t tokens, Draw draw = Draw::uniform, int64_t dim = 0, int64_t inter = 0) {
+  Params p;
+  p.op = op; p.model = model; p.tokens = tokens; p.draw = draw; p.dim = dim; p.inter = inter;
+  p.routing();  // validates
+  return make_case(p);
+}
+
+Draw draw_from_name(const std::string& s) {
+  if (s == "uniform") return Draw::uniform;
+  if (s == "skewed") return Draw::skewed;
+  if (s == "same_experts") return Draw::same_experts;
+  throw std::invalid_argument("draw must be uniform, skewed or same_experts, got '" + s + "'");
+}
+
+Op op_from_name(const std::string& s) {
+  if (s == "permute") return Op::permute;
+  if (s == "combine") return Op::combine;
+  if (s == "layer") return Op::layer;
+  throw std::invalid_argument("op must be permute, combine or layer, got '" + s + "'");
+}
+
+std::vector<Case> eval_cases() {
+  std::vector<Case> cases;
+  // Data movement with V3's routing (256 experts, top-8) at a 512-wide row (V3's 7168 pads a
+  // decode batch to 256 x 128 rows: 470 MB per case): one token (248 empty experts), a count that
+  // fills no 128-row block, a decode batch; skewed routing (hot and empty experts) and every token
+  // to the same 8 experts (segments of 300 rows: two full blocks and a partial one).
+  for (Op op : {Op::permute, Op::combine}) {
+    for (int64_t t : {1, 7, 128}) cases.push_back(moe_case(op, "deepseek-v3-671b", t, Draw::uniform, 512));
+    cases.push_back(moe_case(op, "deepseek-v3-671b", 300, Draw::skewed, 512));
+    cases.push_back(moe_case(op, "deepseek-v3-671b", 300, Draw::same_experts, 512));
+    cases.push_back(moe_case(op, "tiny-test", 100));
+  }
+  // The layer: the tiny config at its own sizes; V3's routing (256 experts, groups, bias) with
+  // the hidden and expert sizes cut so the CPU check stays fast; V2-Lite (softmax gate, 2 shared).
+  for (int64_t t : {1, 33}) cases.push_back(moe_case(Op::layer, "tiny-test", t));
+  cases.push_back(moe_case(Op::layer, "deepseek-v3-671b", 16, Draw::uniform, 256, 64));
+  cases.push_back(moe_case(Op::layer, "deepseek-v2-lite-16b", 16, Draw::uniform, 256, 64));
+  return cases;
+}
+
+std::vector<Case> perf_cases() {
+  return load_shape_cases("moe", [](const nlohmann::json& c, const std::string& at) {
+    std::vector<Case> out;
+    const Op op = op_from_name(json_field<std::string>(c, "op", at));
+    const std::string model = json_field<std::string>(c, "model", at);
+    const Draw draw = draw_from_name(json_field_or<std::string>(c, "draw", "uniform", at));
+    const int64_t dim = json_field_or<int64_t>(c, "dim", 0, at), inter = json_field_or<int64_t>(c, "inter", 0, at);
+    for (int64_t t : json_one_or_list<int64_t>(c, "tokens", 1, at)) out.push_back(moe_case(op, model, t, draw, dim, inter));
+    return out;
+  });
+}
+
+std::unique_ptr<Runner> ref_runner(const Case& k, Io& io, int threads) {
+  return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); }, threads);
+}
+
+}  // namespace
+
+void register_component() {
+  Component c;
+  c.name = "moe";
+  c.description = "DeepSeekMoE layer: permute to the grouped GEMM's contiguous layout, weighted combine, routed + shared SwiGLU experts";
+  c.eval_cases = eval_cases;
+  c.perf_cases = perf_cases;
+  c.make_inputs = [](const Case& k) { return make_inputs(k.as<Params>()); };
+  c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
+  c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
+  c.flops = [](const Case& k) { return flops(k.as<Params>()); };
+  Registry::instance().add(std::move(c));
+
+  Variant v;
+  v.component = "moe";
+  v.name = "ref";
+  v.description = "CPU reference: exact permutation; combine and layer in FP64 from the BF16 values, rounded once (reference/moe.cpp)";
+  v.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 0); };
+  v.tolerances["*"] = Tolerance::bit_exact("baseline: every other variant is compared with it, it is never checked against itself");
+  Variant one = v;
+  Registry::instance().add(std::move(v));
+
+  one.name = "ref_1thread";
+  one.description = "the reference on one thread: its output must not depend on the thread count";
+  one.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 1); };
+  one.unsupported = [](const Case& k) -> std::string {
+    return flops(k.as<Params>()) > 2e9 ? "thread-count check on cases up to 2e9 FLOPs" : "";
+  };
+  one.tolerances["*"] = Tolerance::bit_exact("threads split tokens or experts; each writes only its own rows, sums in a fixed order");
+  Registry::instance().add(std::move(one));
+}
+
+}  // namespace dsv3::moe
+
+void dsv3_register_moe_ref() { dsv3::moe::register_component(); }
