@@ -99,7 +99,8 @@ def plots(dsv3, scratch, python, rows, events):
     os.makedirs(bundle_dir, exist_ok=True)
     bundle = os.path.join(bundle_dir, "bundle.json")
     with open(bundle, "w") as f:
-        json.dump({"schema_version": 1, "studies": {"pipeline_timeline": timeline, "pipeline_summary": summary}}, f)
+        json.dump({"schema": "dsv3bench.bundle/1", "created_utc": "2026-01-01T00:00:00Z",
+                   "studies": {"pipeline_timeline": timeline, "pipeline_summary": summary}}, f)
     plots_dir = os.path.join(bundle_dir, "plots")
     run([python, os.path.join(SCRIPTS, "plot.py"), bundle, "--out", plots_dir], 0)
     for s in SCHEDULES:

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <set>
 #include <string>
 
 #include "reference/pipeline.hpp"
@@ -279,6 +280,29 @@ TEST(PipelineParams, BadInputNamesTheField) {
   EXPECT_NE(error_of([] { schedule_from_name("gpipe"); }).find("schedule"), std::string::npos);
   // Odd PP is fine for the single-copy schedules.
   EXPECT_EQ(run(params(ScheduleKind::one_f_one_b, 7, 9)).r.max_bubble(), 6 * 3.0);
+}
+
+}  // namespace
+
+namespace {
+
+// The bundle studies (docs/bundle-schema.md): the timeline runs and the Table 2 rows agree.
+TEST(PipelineStudy, TimelineAndSummaryRows) {
+  const auto timeline = dsv3::pipeline::timeline_study(true);
+  const auto summary = dsv3::pipeline::summary_study(false);
+  std::set<std::string> seen;
+  for (const auto& r : timeline) seen.insert(r["schedule"].get<std::string>());
+  EXPECT_EQ(seen.size(), 4u);
+  ASSERT_EQ(summary.size(), 4u + 4u * 3u);  // the four timeline runs, then PP 4, 8, 16 per schedule
+  for (const auto& r : summary) {
+    EXPECT_EQ(r["bubble_max"], r["table2_bubble"]) << r.dump();
+    EXPECT_EQ(r["peak_activations_max"], r["table2_activations"]) << r.dump();
+    EXPECT_EQ(r["params_per_device"], r["table2_params_per_device"]) << r.dump();
+    EXPECT_EQ(r["devices"], r["table2_devices"]) << r.dump();
+  }
+  EXPECT_EQ(summary[3]["schedule"], "dualpipev");
+  EXPECT_EQ(summary[3]["micro_batches"], 10);
+  EXPECT_EQ(summary[3]["devices"], 4);
 }
 
 }  // namespace

@@ -116,33 +116,37 @@ void run_table2(const Params& p, std::vector<Tensor>& out) {
 
 }  // namespace
 
+// PP 8 as the DualPipe figure (8 ranks, 20 micro-batches); DualPipeV as its figure (8 stages on 4
+// ranks, 10 micro-batches); 1F1B and ZB1P with 20. Default chunk times.
+Params timeline_params(ScheduleKind k) {
+  Params p;
+  p.schedule = k;
+  p.pp = 8;
+  p.micro_batches = k == ScheduleKind::dualpipev ? 10 : 20;
+  return p;
+}
+
 nlohmann::json timeline_study(bool /*quick*/) {
-  // PP 8 as the DualPipe figure (8 ranks, 20 micro-batches); DualPipeV as its figure (8 stages on
-  // 4 ranks, 10 micro-batches); 1F1B and ZB1P with 20. Default chunk times.
   nlohmann::json rows = nlohmann::json::array();
   for (ScheduleKind k : all_schedules()) {
-    Params p;
-    p.schedule = k;
-    p.pp = 8;
-    p.micro_batches = k == ScheduleKind::dualpipev ? 10 : 20;
-    const Schedule s = make_schedule(p);
-    for (auto& row : timeline_rows(s, simulate(s))) {
-      row["pp"] = p.pp;
-      row["micro_batches"] = p.micro_batches;
-      rows.push_back(std::move(row));
-    }
+    const Schedule s = make_schedule(timeline_params(k));
+    for (auto& row : timeline_rows(s, simulate(s))) rows.push_back(std::move(row));
   }
   return rows;
 }
 
 nlohmann::json summary_study(bool quick) {
   nlohmann::json rows = nlohmann::json::array();
+  for (ScheduleKind k : all_schedules()) {  // the timeline study's runs, then PP 4, 8, 16
+    const Schedule s = make_schedule(timeline_params(k));
+    rows.push_back(summary_row(s, simulate(s)));
+  }
   for (ScheduleKind k : all_schedules())
     for (int64_t pp : quick ? std::vector<int64_t>{8} : std::vector<int64_t>{4, 8, 16}) {
       Params p;
       p.schedule = k;
       p.pp = pp;
-      p.micro_batches = k == ScheduleKind::dualpipe ? 2 * pp + 4 : pp + 2;
+      p.micro_batches = k == ScheduleKind::dualpipe ? 4 * pp : 3 * pp;
       const Schedule s = make_schedule(p);
       rows.push_back(summary_row(s, simulate(s)));
     }

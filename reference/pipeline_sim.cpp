@@ -243,7 +243,8 @@ Table2 table2(const Params& p) {
 nlohmann::json timeline_rows(const Schedule& s, const SimResult& r) {
   nlohmann::json rows = nlohmann::json::array();
   for (const Event& ev : r.events) {
-    nlohmann::json j = {{"schedule", schedule_name(s.params.schedule)}, {"rank", ev.rank}, {"start", ev.start},
+    nlohmann::json j = {{"schedule", schedule_name(s.params.schedule)}, {"pp", s.params.pp},
+                        {"micro_batches", s.params.micro_batches}, {"rank", ev.rank}, {"start", ev.start},
                         {"end", ev.end}, {"kind", kind_name(ev.chunk.kind)}, {"mb", ev.chunk.a.mb},
                         {"dir", ev.chunk.a.dir}, {"stage", ev.chunk.a.stage}};
     if (ev.chunk.kind == Kind::FB) {
