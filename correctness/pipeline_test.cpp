@@ -128,8 +128,9 @@ TEST(PipelineTable2, DefaultTimesEveryRankExact) {
 // component's table2 variant uses the same conditions):
 // ZB1P: m >= PP and W <= min(F, B - W), any F&B (unused). DualPipe/V: F = B - W and W <= F (the
 // derivation's equal forward and input-grad chunks); then the largest rank bubble is the formula
-// for any F&B in [max(F, B), F + B], every rank's only when F&B = F + B (an overlap gain shortens
-// the edge ranks' waits, not the centre ranks', whose bubble the formula gives).
+// for any F&B in [max(F, B), F + B], every rank's only when F&B = F + B (with an overlap gain the
+// formula is the centre ranks' bubble; the edge ranks run more separate F and B chunks, so in the
+// same makespan they are busy longer and their bubble is smaller).
 TEST(PipelineTable2, Zb1pRegimeEveryRankExact) {
   for (double f : {0.5, 1.0, 2.0, 3.0})
     for (double bi : {0.5, 1.0, 1.5, 3.0})
@@ -173,8 +174,8 @@ TEST(PipelineTable2, DocumentedDifferences) {
     EXPECT_EQ(run(p).r.max_bubble(), 7.0);
   }
   // DualPipe with F != B - W (F 1, B 2, W 0.5): the formula gives 3 x 3.5 = 10.5, the phases give
-  // 9.5; and with F 1, B 1.5, W 1 (W > B - W) 3 x 0.5 = 1.5 against 6: the warm-up and cool-down
-  // waits are made of F and B - W chunks, and the formula counts them as if equal.
+  // 9.5 (B - W > F: less); with F 1, B 1.5, W 1, F&B 2.5 (B - W < F) 3 x 1 = 3 against 6: the
+  // warm-up and cool-down waits are made of F and B - W chunks, and the formula counts them as equal.
   {
     const Params p = params(ScheduleKind::dualpipe, 8, 24, ChunkTimes{1, 2, 0.5, 3, 0});
     EXPECT_EQ(table2(p).bubble, 10.5);

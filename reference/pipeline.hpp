@@ -18,8 +18,9 @@
 //
 // Schedules (S = stages, m = micro-batches):
 //   one_f_one_b  PP ranks = PP stages, PP-r-1 warm-up forwards on rank r, then F,B pairs, then B's.
-//   zb1p         ZeroBubble ZB-H1 (Qi et al. 2023, "Zero Bubble Pipeline Parallelism" §3.1): the
-//                1F1B order with B split into Bi + W; W's fill the waits (pipeline_schedules.cpp).
+//   zb1p         ZeroBubble ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, §2.1):
+//                the 1F1B order with B split into Bi + W, rank r running each W r micro-batches
+//                after its Bi; the delayed W's fill the cool-down (pipeline_schedules.cpp).
 //   dualpipe     PP ranks, two copies of the model: rank r holds stage r of dir 0 and stage PP-1-r
 //                of dir 1; m/2 micro-batches enter at each end; the eight phases of DualPipe's
 //                dualpipe.py (v3-facts §6). m even and >= 2 PP.

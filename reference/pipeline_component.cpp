@@ -40,8 +40,8 @@ std::vector<Case> eval_cases() {
     for (int64_t pp : {4, 8, 16})
       for (int64_t m : counts(k, pp)) cases.push_back(make(k, pp, m));
   // Other chunk times: F = B - W and W <= F (every formula exact per rank); F&B < F + B (DualPipe's
-  // overlap gain: the formula is the centre ranks' bubble, the edge ranks wait less: unsupported
-  // for the per-rank table2 comparison); F != B - W (the formulas do not hold: unsupported);
+  // overlap gain: the formula is the centre ranks' bubble, the edge ranks are busy longer: unsupported
+  // for the per-rank table2 comparison); F != B - W (DualPipe/V: unsupported; ZB1P still exact);
   // a P2P latency (Table 2 has none); fewer micro-batches than stages for 1F1B.
   for (ScheduleKind k : all_schedules()) {
     cases.push_back(make(k, 8, 24, ChunkTimes{2, 3, 1, 5, 0}));
@@ -79,7 +79,7 @@ void run_simulator(const Params& p, std::vector<Tensor>& out) {
 //             rank 0's (PP-1)(B-W) wait for its first backward exceeds (PP-1)(F+B-2W);
 //   DualPipe, DualPipeV  F = B - W and W <= F (the derivation's equal forward and input-grad
 //             chunks), and F&B = F + B for every rank (with an overlap gain only the centre ranks'
-//             bubble is the formula; the edge ranks wait less);
+//             bubble is the formula; the edge ranks overlap fewer chunks, so are busy longer);
 // and never with a P2P latency (Table 2 has none).
 std::string table2_unsupported(const Params& p) {
   const ChunkTimes& t = p.times;
@@ -94,7 +94,7 @@ std::string table2_unsupported(const Params& p) {
     case ScheduleKind::dualpipev:
       if (t.f != t.b - t.w || t.w > t.f)
         return "outside the formula's regime F = B - W, W <= F the phases' waits differ from it (docs/pipeline.md)";
-      if (t.fb != t.f + t.b) return "with F&B < F + B the formula is the centre ranks' bubble only; edge ranks wait less";
+      if (t.fb != t.f + t.b) return "with F&B < F + B the formula is the centre ranks' bubble only; the edge ranks overlap fewer chunks, so are busy longer";
       return "";
   }
   return "";
