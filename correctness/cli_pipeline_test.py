@@ -85,6 +85,25 @@ def cli(dsv3, scratch):
     if {e["kind"] for e in events} != {"F", "B", "Bi", "W", "F&B"}:
         sys.exit(f"FAIL: --timeline kinds {sorted({e['kind'] for e in events})}")
     print(f"ok: model pipeline tables, errors, {len(rows)} summary rows and {len(events)} timeline rows")
+
+    # The communication-overlap view: 1:1 compute : communication, every all-to-all of an F&B hidden.
+    overlap_path = os.path.join(scratch, "overlap.json")
+    out = run([dsv3, "model", "pipeline-overlap", "--comm-sms", "0", "--json", overlap_path], 0)
+    expect_lines(out, [
+        r"^Chunk times: F 4, B 6, W 2 \(alone: all-to-alls exposed\); F&B 6 on two streams \(F \+ B alone 10\)$",
+        r"^F&B: compute 6, all-to-all 4, hidden 4 \(100\.0 %\)$",
+        r"^1f1b +8 +20 +8 +270 +640 +0 +0\.0%$",
+        r"^dualpipe +8 +20 +8 +\d+ +640 +328 +51\.2%$",
+    ], "model pipeline-overlap")
+    for args, message in [(["--comm-sms", "132"], "comm_sms must be in [0, sms)"), (["--attn=-1"], "attn must be")]:
+        err = run([dsv3, "model", "pipeline-overlap", *args], 2)
+        if message not in err:
+            sys.exit(f"FAIL: pipeline-overlap {args}: expected {message!r} in:\n{err}")
+    with open(overlap_path) as f:
+        ov = json.load(f)
+    if [r["table"] for r in ov] != ["chunk"] + ["step"] * 4 or ov[0]["fb_hidden"] != ov[0]["fb_comm"]:
+        sys.exit(f"FAIL: pipeline-overlap --json rows: {ov[:2]}")
+    print("ok: model pipeline-overlap")
     return rows, events
 
 

@@ -2,6 +2,7 @@
 // docs/pipeline.md) for one or more schedules and prints a per-rank table (busy, bubble, peak
 // in-flight activations) and a V3-TR Table 2-style summary with the closed forms beside the
 // simulated figures; --json writes the summary rows, --timeline every executed chunk.
+// dsv3 model pipeline-overlap: the communication-overlap view (reference/pipeline_overlap.hpp).
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +12,7 @@
 
 #include "core/json_file.hpp"
 #include "reference/pipeline.hpp"
+#include "reference/pipeline_overlap.hpp"
 #include "tools/commands.hpp"
 
 namespace dsv3::cli {
@@ -130,8 +132,77 @@ void add_pipeline(CLI::App& model) {
   });
 }
 
+void print_overlap(const ChunkOverlap& c, const std::vector<StepOverlap>& steps) {
+  const OverlapInputs& in = c.in;
+  std::printf("Communication overlap, V3-TR §3.2.1 (Figure 4): per layer attention %g, dispatch %g, MLP %g, combine %g\n"
+              "(forward; the backward doubles the compute and repeats both all-to-alls), %lld layers per stage,\n"
+              "F&B's compute on %lld of %lld SMs while communication holds %lld.\n\n",
+              in.attn, in.dispatch, in.mlp, in.combine, static_cast<long long>(in.layers),
+              static_cast<long long>(in.sms - in.comm_sms), static_cast<long long>(in.sms),
+              static_cast<long long>(in.comm_sms));
+  std::printf("Chunk times: F %g, B %g, W %g (alone: all-to-alls exposed); F&B %g on two streams (F + B alone %g)\n",
+              c.f, c.b, c.w, c.fb, c.f + c.b);
+  std::printf("F&B: compute %g, all-to-all %g, hidden %g (%.1f %%)\n\n", c.fb_compute, c.fb_comm, c.fb_hidden,
+              c.fb_comm > 0 ? 100 * c.fb_hidden / c.fb_comm : 0.0);
+  std::printf("First layer of an F&B:\n  %-14s %-7s %9s %9s\n", "piece", "stream", "start", "end");
+  for (const auto& p : c.pieces)
+    if (p.name.size() > 2 && p.name.substr(p.name.size() - 2) == ".0")
+      std::printf("  %-14s %-7s %9.3f %9.3f\n", p.name.c_str(), p.comm ? "comm" : "compute", p.start, p.end);
+  std::printf("\n%-10s %4s %5s %7s %10s %12s %12s %9s\n", "schedule", "PP", "m", "devices", "makespan", "a2a total",
+              "a2a hidden", "hidden %");
+  for (const auto& s : steps)
+    std::printf("%-10s %4lld %5lld %7lld %10g %12g %12g %8.1f%%\n", s.schedule.c_str(), static_cast<long long>(s.pp),
+                static_cast<long long>(s.micro_batches), static_cast<long long>(s.devices), s.makespan, s.a2a_total,
+                s.a2a_hidden, 100 * s.hidden_fraction());
+  std::printf("\nOnly F&B chunks overlap: 1F1B and ZB1P run every chunk alone, DualPipe hides the all-to-alls of\n"
+              "its F&B chunks (the more micro-batches, the larger their share). Not modelled: the PP sends, kernel\n"
+              "launch gaps, the SM split's effect on communication bandwidth (docs/pipeline.md).\n");
+}
+
+void add_pipeline_overlap(CLI::App& model) {
+  auto* cmd = model.add_subcommand("pipeline-overlap", "All-to-all time hidden by DualPipe's F&B chunks (V3-TR §3.2.1)");
+  cmd->footer(
+      "Splits a chunk into attention, all-to-all dispatch, MLP and all-to-all combine per layer (V3-TR §3.2.1),\n"
+      "derives F, B, W (all-to-alls exposed) and F&B (a forward and a backward on a compute and a\n"
+      "communication stream, Figure 4's order), runs each schedule with them and reports how much of the\n"
+      "step's all-to-all time is hidden. Times per layer and micro-batch in any unit; the defaults are\n"
+      "V3-TR's computation : communication ~ 1 : 1. Formulas: reference/pipeline_overlap.hpp, docs/pipeline.md.\n\n"
+      "Examples:\n"
+      "  dsv3 model pipeline-overlap\n"
+      "  dsv3 model pipeline-overlap --attn 0.8 --mlp 1.2 --dispatch 0.7 --combine 1.4 --layers 4 --pp 16 --micro-batches 64");
+  struct Opts {
+    OverlapInputs in;
+    int64_t pp = 8, m = 20;
+    std::string json;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--attn", o->in.attn, "Attention forward compute per layer")->capture_default_str();
+  cmd->add_option("--mlp", o->in.mlp, "MLP (MoE) forward compute per layer")->capture_default_str();
+  cmd->add_option("--dispatch", o->in.dispatch, "All-to-all dispatch per layer")->capture_default_str();
+  cmd->add_option("--combine", o->in.combine, "All-to-all combine per layer")->capture_default_str();
+  cmd->add_option("--layers", o->in.layers, "Layers per stage")->capture_default_str();
+  cmd->add_option("--sms", o->in.sms, "SMs per GPU")->capture_default_str();
+  cmd->add_option("--comm-sms", o->in.comm_sms, "SMs held by communication during F&B (V3: 20)")->capture_default_str();
+  cmd->add_option("--pp", o->pp, "Pipeline stages")->capture_default_str();
+  cmd->add_option("--micro-batches", o->m, "Micro-batches per step")->capture_default_str();
+  cmd->add_option("--json", o->json, "Also write the rows (docs/pipeline.md \"pipeline_overlap\") to this file");
+  cmd->callback([=] {
+    const ChunkOverlap c = chunk_overlap(o->in);
+    std::vector<StepOverlap> steps;
+    for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, o->pp, o->m));
+    print_overlap(c, steps);
+    if (!o->json.empty()) {
+      write_json_atomic(o->json, overlap_rows(c, steps));
+      std::cerr << "model pipeline-overlap: wrote " << o->json << "\n";
+    }
+  });
+}
+
 }  // namespace
 
-void add_model_pipeline(CLI::App& model) { add_pipeline(model); }
+void add_model_pipeline(CLI::App& model) {
+  add_pipeline(model);
+  add_pipeline_overlap(model);
+}
 
 }  // namespace dsv3::cli
