@@ -12,6 +12,8 @@ Reads one or more bundle.json files and writes, into --out:
                       one line per promotion interval N_C, panels per input kind x frac_bits
   fp8_gemm_error_budget.png  studies.fp8_gemm_error_budget: relative L2 error per (N, K) and
                       error source (kernel rounding, bf16 output, quantization, total)
+  pipeline_<schedule>.png  studies.pipeline_timeline: per-rank chunk timeline per schedule, like
+                      DualPipe's figure (scripts/plot_pipeline.py)
   kv_cache.png        studies.kv_cache: KV-cache GiB of one sequence vs context length (log-log),
                       one colour per model, BF16 solid, FP8 latent dashed (bundles with identical
                       rows are drawn once: the rows come from the model configs alone)
@@ -39,6 +41,7 @@ try:
 except ImportError as e:  # pragma: no cover - environment problem
     print(f"error: {e.name} is not installed: pip install -r scripts/requirements.txt", file=sys.stderr)
     sys.exit(2)
+from plot_pipeline import plot_pipeline_timeline  # noqa: E402
 
 STATUS_COLORS = {"pass": "#4caf50", "fail": "#e53935", "skip": "#9e9e9e"}
 GOAL = 0.85
@@ -392,6 +395,7 @@ def main():
     for fn in (plot_ceilings, plot_benchmarks, plot_correctness, plot_fp8_scaling, plot_fp8_equal_bits,
                plot_fp8_accum, plot_fp8_gemm_error_budget, plot_kv_cache, plot_moe_balance):
         fn(bundles, out_dir, written)
+    plot_pipeline_timeline(bundles, out_dir, written, save, plt)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0
 

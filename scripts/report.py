@@ -6,7 +6,8 @@ element, the full correctness table, benchmarks (Google Benchmark median rows wh
 repetitions ran), numerics studies (studies.kv_cache as one line per model and cache format,
 linking kv_cache.png; the calculators' studies.decode_limit per case and hardware profile,
 studies.topology as ISCA Table 3, studies.train_cost as Tables 2 and 4, each beside the paper's
-figures), and links to the PNGs that scripts/plot.py wrote.
+figures; studies.pipeline_summary as V3-TR Table 2 and studies.pipeline_timeline linking its PNGs,
+scripts/report_pipeline.py), and links to the PNGs that scripts/plot.py wrote.
 With several bundles the first is the baseline: benchmarks are lined up by name with
 the speedup against it, and correctness verdicts are lined up by case.
 Nothing is re-run; the report comes from the bundles only.
@@ -20,6 +21,7 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in scripts/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, load_bundles, main_guard  # noqa: E402
+from report_pipeline import pipeline_summary_table, pipeline_timeline_table  # noqa: E402
 
 COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
@@ -474,6 +476,10 @@ def studies_section(bundles, plot_link=lambda name: None):
                 compact = kv_cache_table(rows, plot_link("kv_cache.png"))
             elif name == "moe_balance":
                 compact = moe_balance_table(rows, plot_link("moe_balance.png"))
+            elif name == "pipeline_summary":
+                compact = pipeline_summary_table(rows, cell, table)
+            elif name == "pipeline_timeline":
+                compact = pipeline_timeline_table(rows, cell, table, plot_link)
             else:
                 compact = COMPACT_STUDIES[name](rows) if name in COMPACT_STUDIES else []
             if compact:
