@@ -1,4 +1,6 @@
 // The moe component: permute, combine and the whole layer; cases and the CPU variants.
+#include <cmath>
+
 #include "core/json_file.hpp"
 #include "core/registry.hpp"
 #include "reference/moe.hpp"
@@ -75,6 +77,22 @@ void register_component() {
   c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
   c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
+  c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) {
+    // combine: sum_j |w_j v_j| per output element, the scale of a kernel's accumulation error.
+    const Params& p = k.as<Params>();
+    if (p.op != Op::combine) return std::vector<Tensor>{};
+    const int64_t kk = in[1].dim(1), d = in[0].dim(1);
+    Tensor mag("magnitude:y", DType::f32, {p.tokens, d});
+    auto m = mag.span<float>();
+    const auto row_of = in[1].span<const int32_t>();
+    for (int64_t t = 0; t < p.tokens; ++t)
+      for (int64_t c = 0; c < d; ++c) {
+        double s = 0;
+        for (int64_t j = 0; j < kk; ++j) s += std::fabs(in[2].get(t * kk + j) * in[0].get(row_of[static_cast<std::size_t>(t * kk + j)] * d + c));
+        m[static_cast<std::size_t>(t * d + c)] = static_cast<float>(s);
+      }
+    return std::vector<Tensor>{std::move(mag)};
+  };
   Registry::instance().add(std::move(c));
 
   Variant v;
