@@ -1,5 +1,7 @@
 #include "core/registry.hpp"
 
+#include <cstdio>
+
 #include <stdexcept>
 
 #include "core/json_file.hpp"
@@ -114,6 +116,30 @@ class FnRunner final : public Runner {
 
 std::unique_ptr<Runner> make_cpu_runner(std::function<void()> fn, int threads) {
   return std::make_unique<FnRunner>(std::move(fn), threads);
+}
+
+void add_reference_variants(const std::string& component, std::string description,
+                            std::function<void(const Case&, Io&)> run, std::string why_invariant, double max_flops) {
+  const auto flops = Registry::instance().component(component).flops;
+  Variant v;
+  v.component = component;
+  v.name = "ref";
+  v.description = std::move(description);
+  v.prepare = [run](const Case& k, Io& io) { return make_cpu_runner([run, k, &io] { run(k, io); }); };
+  v.tolerances["*"] = Tolerance::bit_exact("baseline: every other variant is compared with it, it is never checked against itself");
+  Variant one = v;
+  Registry::instance().add(std::move(v));
+
+  one.name = "ref_1thread";
+  one.description = "the reference on one thread: its output must not depend on the thread count";
+  one.prepare = [run](const Case& k, Io& io) { return make_cpu_runner([run, k, &io] { run(k, io); }, 1); };
+  one.unsupported = [flops, max_flops](const Case& k) -> std::string {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "thread-count check on cases up to %.0e FLOPs", max_flops);
+    return flops(k) > max_flops ? buf : "";
+  };
+  one.tolerances["*"] = Tolerance::bit_exact(std::move(why_invariant));
+  Registry::instance().add(std::move(one));
 }
 
 std::vector<Case> load_shape_cases(

@@ -136,6 +136,15 @@ void register_all_components();
 // thrown or not): the "ref_1thread" variants that check thread-count invariance.
 std::unique_ptr<Runner> make_cpu_runner(std::function<void()> fn, int threads = 0);
 
+// Registers a component's CPU reference twice: "ref", the baseline (every other variant is
+// compared with it), and "ref_1thread", the same on one thread, held to bit-exactness (the
+// thread-count check; `why_invariant` says why it holds), skipped above `max_flops` by the
+// component's flops(). `run(case, io)` computes io.out from io.in. The component must be
+// registered first.
+void add_reference_variants(const std::string& component, std::string description,
+                            std::function<void(const Case&, Io&)> run, std::string why_invariant,
+                            double max_flops = 2e9);
+
 // Perf cases of `component` from datasets_dir()/shapes/<component>.json ({"cases": [...]}):
 // `parse(entry, at)` turns one entry into cases, `at` naming the file and index for messages; a
 // std::invalid_argument it throws (a Params::validate() failure) or a JSON type error becomes

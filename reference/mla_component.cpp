@@ -69,10 +69,6 @@ std::vector<Case> perf_cases() {
   });
 }
 
-std::unique_ptr<Runner> ref_runner(const Case& k, Io& io, int threads) {
-  return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); }, threads);
-}
-
 }  // namespace
 
 void register_component() {
@@ -99,23 +95,10 @@ void register_component() {
   };
   Registry::instance().add(std::move(c));
 
-  Variant v;
-  v.component = "mla";
-  v.name = "ref";
-  v.description = "CPU reference: FP64 online softmax over 64-token pages, Eigen products, threaded over sequences / heads (reference/mla.cpp)";
-  v.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 0); };
-  v.tolerances["*"] = Tolerance::bit_exact("baseline: every other variant is compared with it, it is never checked against itself");
-  Variant one = v;
-  Registry::instance().add(std::move(v));
-
-  one.name = "ref_1thread";
-  one.description = "the reference on one thread: its output must not depend on the thread count";
-  one.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 1); };
-  one.unsupported = [](const Case& k) -> std::string {
-    return flops(k.as<Params>()) > 2e9 ? "thread-count check on cases up to 2e9 FLOPs" : "";
-  };
-  one.tolerances["*"] = Tolerance::bit_exact("each thread writes only its own sequences' (or heads') outputs, in the same order");
-  Registry::instance().add(std::move(one));
+  add_reference_variants(
+      "mla", "CPU reference: FP64 online softmax over 64-token pages, Eigen products, threaded over sequences / heads (reference/mla.cpp)",
+      [](const Case& k, Io& io) { run_reference(k.as<Params>(), io.in, io.out); },
+      "each thread writes only its own sequences' (or heads') outputs, in the same order");
 }
 
 }  // namespace dsv3::mla

@@ -61,10 +61,6 @@ std::vector<Case> perf_cases() {
   });
 }
 
-std::unique_ptr<Runner> ref_runner(const Case& k, Io& io, int threads) {
-  return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); }, threads);
-}
-
 }  // namespace
 
 void register_component() {
@@ -95,23 +91,10 @@ void register_component() {
   };
   Registry::instance().add(std::move(c));
 
-  Variant v;
-  v.component = "moe";
-  v.name = "ref";
-  v.description = "CPU reference: exact permutation; combine and layer in FP64 from the BF16 values, rounded once (reference/moe.cpp)";
-  v.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 0); };
-  v.tolerances["*"] = Tolerance::bit_exact("baseline: every other variant is compared with it, it is never checked against itself");
-  Variant one = v;
-  Registry::instance().add(std::move(v));
-
-  one.name = "ref_1thread";
-  one.description = "the reference on one thread: its output must not depend on the thread count";
-  one.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 1); };
-  one.unsupported = [](const Case& k) -> std::string {
-    return flops(k.as<Params>()) > 2e9 ? "thread-count check on cases up to 2e9 FLOPs" : "";
-  };
-  one.tolerances["*"] = Tolerance::bit_exact("threads split tokens or experts; each writes only its own rows, sums in a fixed order");
-  Registry::instance().add(std::move(one));
+  add_reference_variants(
+      "moe", "CPU reference: exact permutation; combine and layer in FP64 from the BF16 values, rounded once (reference/moe.cpp)",
+      [](const Case& k, Io& io) { run_reference(k.as<Params>(), io.in, io.out); },
+      "threads split tokens or experts; each writes only its own rows, sums in a fixed order");
 }
 
 }  // namespace dsv3::moe

@@ -51,10 +51,6 @@ std::vector<Case> perf_cases() {
   });
 }
 
-std::unique_ptr<Runner> ref_runner(const Case& k, Io& io, int threads) {
-  return make_cpu_runner([p = k.as<Params>(), &io] { run_reference(p, io.in, io.out); }, threads);
-}
-
 }  // namespace
 
 void register_component() {
@@ -70,23 +66,10 @@ void register_component() {
   c.study = [](bool quick) { return nlohmann::json{{"moe_balance", balance_study(quick)}}; };
   Registry::instance().add(std::move(c));
 
-  Variant v;
-  v.component = "moe_gate";
-  v.name = "ref";
-  v.description = "CPU reference: FP64 logits from the BF16 values rounded once to FP32, FP32 scores, model.py's selection (reference/moe_gate.cpp)";
-  v.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 0); };
-  v.tolerances["*"] = Tolerance::bit_exact("baseline: every other variant is compared with it, it is never checked against itself");
-  Variant one = v;
-  Registry::instance().add(std::move(v));
-
-  one.name = "ref_1thread";
-  one.description = "the reference on one thread: its output must not depend on the thread count";
-  one.prepare = [](const Case& k, Io& io) { return ref_runner(k, io, 1); };
-  one.unsupported = [](const Case& k) -> std::string {
-    return flops(k.as<Params>()) > 2e9 ? "thread-count check on cases up to 2e9 FLOPs" : "";
-  };
-  one.tolerances["*"] = Tolerance::bit_exact("fixed 64-token GEMM blocks: each token's sums are the same on any thread");
-  Registry::instance().add(std::move(one));
+  add_reference_variants(
+      "moe_gate", "CPU reference: FP64 logits from the BF16 values rounded once to FP32, FP32 scores, model.py's selection (reference/moe_gate.cpp)",
+      [](const Case& k, Io& io) { run_reference(k.as<Params>(), io.in, io.out); },
+      "fixed 64-token GEMM blocks: each token's sums are the same on any thread");
 }
 
 }  // namespace dsv3::moe_gate
