@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""`dsv3 model decode-limit | topology | train-cost`: the printed tables carry the paper's figures
+"""`dsv3 model decode-limit | topology | train-cost | node-limit`: the printed tables carry the paper's figures
 (ISCA §2.3.2, Tables 2-4; v3-facts §7.3, §7.4, §8.1), --help explains, bad input is a clear error
 naming the field (exit 2), and --json writes rows with the documented keys (docs/netmodel.md).
 
 With --report PYTHON, a bundle holding only studies.decode_limit, studies.topology and
-studies.train_cost (those JSON rows, as `dsv3 run` writes them) goes through scripts/report.py,
+studies.train_cost, studies.node_limit (those JSON rows, as `dsv3 run` writes them) goes through scripts/report.py,
 which must show the decode-limit table per hardware profile and the topology table.
 
 Usage: cli_netmodel_test.py <path to dsv3> <scratch dir> [--report <python>]
@@ -151,9 +151,37 @@ def train_cost(dsv3, scratch):
     print(f"ok: train-cost table, errors and {len(rows)} JSON rows")
 
 
+def node_limit(dsv3, scratch):
+    out = run([dsv3, "model", "node-limit", "--tokens", "512"], 0)
+    expect_lines(out, [
+        r"dispatch 7168 x 1 B \+ 0 B = 7168 B, combine 7168 x 2 B = 14336 B; together 21504 B",
+        r"(?m)^ +1 +1\.000 +1 ",             # M = 1: exactly one node per token
+        r"(?m)^ +4c +[0-9.]+ +4 ",            # V3's limit: never more than 4 nodes
+        r"(?m)^ +8\* .* 1\.000 +1\.000 .* 1\.0000$",  # unrestricted: ratios 1
+    ], "node-limit")
+    help_text = run([dsv3, "model", "node-limit", "--help"], 0)
+    expect_lines(help_text, [r"V3-TR", r"--tokens", r"--seed", r"--skew", r"--json"], "node-limit --help")
+    expect_errors(dsv3, "node-limit", [
+        (["--tokens", "0"], "tokens must be >= 1, got 0"),
+        (["--skew=-1"], "skew must be finite and >= 0"),
+        (["--ranks", "48"], "ranks = 48 does not divide experts = 256"),
+    ])
+    rows_path = os.path.join(scratch, "node_limit.json")
+    run([dsv3, "model", "node-limit", "--tokens", "256", "--seed", "3", "--json", rows_path], 0)
+    with open(rows_path) as f:
+        rows = json.load(f)
+    keys = {"node_limit", "unrestricted", "mean_nodes_per_token", "max_nodes_per_token", "ib_bytes_per_token",
+            "nvlink_bytes_per_token", "ib_bytes_per_token_no_forwarding", "ib_vs_unrestricted", "score_kept"}
+    if [r["node_limit"] for r in rows] != list(range(1, 9)) or not all(keys <= set(r) for r in rows) \
+            or any(r["max_nodes_per_token"] > r["node_limit"] for r in rows) or rows[0]["seed"] != 3:
+        sys.exit(f"FAIL: node-limit rows: {rows}")
+    print(f"ok: node-limit table, errors and {len(rows)} JSON rows")
+
+
 def report(dsv3, scratch, python):
     studies = {}
-    for name, sub in (("decode_limit", "decode-limit"), ("topology", "topology"), ("train_cost", "train-cost")):
+    for name, sub in (("decode_limit", "decode-limit"), ("topology", "topology"), ("train_cost", "train-cost"),
+                      ("node_limit", "node-limit")):
         path = os.path.join(scratch, f"study_{name}.json")
         run([dsv3, "model", sub, "--json", path], 0)
         with open(path) as f:
@@ -166,7 +194,9 @@ def report(dsv3, scratch, python):
     with open(out) as f:
         text = f.read()
     hardware = [n[:-5] for n in sorted(os.listdir(os.path.join(DATASETS, "hardware"))) if n.endswith(".json")]
-    needles = ["### decode_limit", "### topology", "### train_cost",
+    needles = ["### decode_limit", "### topology", "### train_cost", "### node_limit",
+               "| 4 (config) | 3.965 | 4 | 2.02 | 74560 | 140747 | 141004 | 0.746 | 0.590 | 0.9943 |",
+               "| 8 (unrestricted) | 5.298 | 8 | 1.51 | 99965 | 144412 | 144832 | 1.000 | 0.451 | 1.0000 |",
                "| paper-ib-400g | paper | scale_out | 50.0 | 120.960 | 241.920 | 14.7571 | 67.8 | — | 120.96 / 14.76 / 67 |",
                "| paper-gb200-nvl72 | paper | scale_up | 900.0 | 6.720 | 13.440 | 0.8198 | 1219.8 | no | 6.72 / 0.82 / 1200 |",
                "| FT2 | formula | 64 | 1 | 2048 | 96 | 2048 | 8.99 | 9 | 4.390 | 4.39 |",
@@ -178,7 +208,7 @@ def report(dsv3, scratch, python):
     for needle in needles:
         if needle not in text:
             sys.exit(f"FAIL: {needle!r} not in REPORT.md:\n{text}")
-    print(f"ok: REPORT.md has the decode-limit table ({len(hardware)} profiles), the topology and train-cost tables")
+    print(f"ok: REPORT.md has the decode-limit table ({len(hardware)} profiles), the topology, train-cost and node-limit tables")
 
 
 def main():
@@ -189,6 +219,7 @@ def main():
     decode_limit(dsv3, scratch)
     topology(dsv3, scratch)
     train_cost(dsv3, scratch)
+    node_limit(dsv3, scratch)
     if report_python:
         report(dsv3, scratch, report_python)
 

@@ -1,6 +1,6 @@
 // The network and training-cost calculators as bundle studies (docs/netmodel.md,
-// docs/bundle-schema.md): `dsv3 run` writes these rows into studies.decode_limit, studies.topology
-// and studies.train_cost, and scripts/report.py shows them as tables. Arithmetic on the configs and
+// docs/bundle-schema.md): `dsv3 run` writes these rows into studies.decode_limit, studies.topology,
+// studies.train_cost and studies.node_limit, and scripts/report.py shows them as tables. Arithmetic on the configs and
 // hardware profiles only (no measurement), so the rows are the same on every machine.
 #pragma once
 
@@ -10,7 +10,9 @@ namespace dsv3::netmodel {
 
 // {"decode_limit": the paper's cases and every hardware profile with the paper's inputs,
 //  "topology": ISCA Table 3 (radix 64, 8 planes, fitted prices),
-//  "train_cost": GFLOPs per token of every model config and Table 4's two step setups (H800 peak)}.
+//  "train_cost": GFLOPs per token of every model config and Table 4's two step setups (H800 peak),
+//  "node_limit": V3's node-limited routing traffic at M = 1..8 on the seeded synthetic router
+//  (netmodel_node_limit.hpp defaults: 4096 tokens, seed 0, skew 0.3; 64 GPUs in 8 nodes)}.
 nlohmann::json netmodel_study_rows();
 
 }  // namespace dsv3::netmodel

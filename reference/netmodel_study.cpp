@@ -4,6 +4,7 @@
 #include "core/hardware_profile.hpp"
 #include "core/model_config.hpp"
 #include "reference/netmodel_decode_limit.hpp"
+#include "reference/netmodel_node_limit.hpp"
 #include "reference/netmodel_topology.hpp"
 #include "reference/netmodel_train_cost.hpp"
 
@@ -20,7 +21,8 @@ nlohmann::json netmodel_study_rows() {
   const PriceModel fit = isca_table3_price_fit();
   return {{"decode_limit", decode_limit_rows(decode_limit_default_results())},
           {"topology", topology_rows(topology_table(kIscaSwitchRadix, kIscaPlanes, fit), fit)},
-          {"train_cost", train_cost_rows(flops, steps)}};
+          {"train_cost", train_cost_rows(flops, steps)},
+          {"node_limit", node_limit_rows(node_limit_table(NodeLimitInputs{}))}};  // V3, 4096 tokens, seed 0
 }
 
 }  // namespace dsv3::netmodel

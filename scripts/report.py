@@ -456,7 +456,34 @@ def moe_balance_table(rows, plot_link):
     return out
 
 
-COMPACT_STUDIES = {"decode_limit": decode_limit_table, "topology": topology_table, "train_cost": train_cost_table}
+def node_limit_table(rows):
+    """studies.node_limit (reference/netmodel_node_limit.hpp): nodes, IB and NVLink bytes per token over
+    the node limit M, beside unrestricted routing (M = groups)."""
+    rows = [r for r in rows if "node_limit" in r and "ib_bytes_per_token" in r]
+    if not rows:
+        return []
+    r0 = rows[0]
+    send = (r0.get("dispatch_send_bytes") or 0) + (r0.get("combine_send_bytes") or 0)
+    out = [f"Node-limited routing (V3-TR §3.2.2, ISCA §4.3; docs/netmodel.md): {cell(r0.get('model'))}'s gate on a "
+           f"seeded synthetic router ({cell(r0.get('tokens'))} tokens, skew {cell(r0.get('skew'))}), experts on "
+           f"{cell(r0.get('ranks'))} GPUs in {cell(r0.get('nodes'))} nodes. IB bytes = remote target nodes × "
+           f"{send:.0f} B (FP8 dispatch + BF16 combine), NVLink = forwarded target GPUs × the same; "
+           f"NVL/IB time at {cell(r0.get('nvlink_gbs'))} / {cell(r0.get('ib_gbs'))} GB/s.", ""]
+    body = []
+    for r in rows:
+        m = f"{r['node_limit']}" + (" (unrestricted)" if r.get("unrestricted") else
+                                   " (config)" if r["node_limit"] == r.get("config_limit") else "")
+        body.append([m, fixed(r.get("mean_nodes_per_token"), 3), cell(r.get("max_nodes_per_token")),
+                     fixed(r.get("experts_per_node"), 2), f"{r['ib_bytes_per_token']:.0f}",
+                     f"{r.get('nvlink_bytes_per_token', 0):.0f}", f"{r.get('ib_bytes_per_token_no_forwarding', 0):.0f}",
+                     fixed(r.get("ib_vs_unrestricted"), 3), fixed(r.get("nvlink_over_ib_time"), 3),
+                     fixed(r.get("score_kept"), 4)])
+    return out + table(["M", "nodes/token", "max", "experts/node", "IB B/token", "NVLink B/token",
+                        "IB B/token no forwarding", "IB vs unrestricted", "NVL/IB time", "score kept"], body, "node_limit")
+
+
+COMPACT_STUDIES = {"decode_limit": decode_limit_table, "topology": topology_table, "train_cost": train_cost_table,
+                   "node_limit": node_limit_table}
 
 
 def studies_section(bundles, plot_link=lambda name: None):

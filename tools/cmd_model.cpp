@@ -110,6 +110,7 @@ void add_model(CLI::App& app) {
   cmd->add_flag("--hardware", *hardware, "List the hardware profiles instead");
   add_kv_cache(*cmd);
   add_model_netmodel(*cmd);
+  add_model_node_limit(*cmd);
   add_model_pipeline(*cmd);
   cmd->callback([=] {
     if (!cmd->get_subcommands().empty()) return;  // a subcommand (kv-cache, decode-limit, ...) ran instead

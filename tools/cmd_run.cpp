@@ -107,7 +107,7 @@ void add_run(CLI::App& app) {
         const nlohmann::json rows = comp.study(*quick);
         for (auto& [k, v] : rows.items()) doc["studies"][k] = v;
       }
-      std::cerr << "study: netmodel calculators (decode_limit, topology, train_cost)\n";
+      std::cerr << "study: netmodel calculators (decode_limit, topology, train_cost, node_limit)\n";
       const nlohmann::json netmodel_rows = netmodel::netmodel_study_rows();  // named: items() of a temporary dangles
       for (auto& [k, v] : netmodel_rows.items()) doc["studies"][k] = v;
       for (const auto& st : Registry::instance().studies()) {

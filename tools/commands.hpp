@@ -25,6 +25,8 @@ void add_run(CLI::App& app);
 void add_model(CLI::App& app);
 // `dsv3 model decode-limit | topology | train-cost` (tools/cmd_model_netmodel.cpp), added by add_model.
 void add_model_netmodel(CLI::App& model);
+// `dsv3 model node-limit` (tools/cmd_model_node_limit.cpp), added by add_model.
+void add_model_node_limit(CLI::App& model);
 // `dsv3 model pipeline | pipeline-overlap` (tools/cmd_model_pipeline.cpp), added by add_model.
 void add_model_pipeline(CLI::App& model);
 void add_mla_layer(CLI::App& app);
