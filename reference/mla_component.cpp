@@ -77,9 +77,7 @@ void register_component() {
   c.description = "Multi-head Latent Attention cores: absorbed decode over the paged BF16/FP8 latent cache, naive causal prefill";
   c.eval_cases = eval_cases;
   c.perf_cases = perf_cases;
-  c.make_inputs = [](const Case& k) { return make_inputs(k.as<Params>()); };
-  c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
-  c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
+  bind_case_hooks<Params>(c);
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
   c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) {
     // sum_j p_j |v_j| per output element: the scale of what rounding p moves (reference/mla.hpp).

@@ -69,9 +69,7 @@ void register_component() {
   c.description = "DeepSeekMoE layer: permute to the grouped GEMM's contiguous layout, weighted combine, routed + shared SwiGLU experts";
   c.eval_cases = eval_cases;
   c.perf_cases = perf_cases;
-  c.make_inputs = [](const Case& k) { return make_inputs(k.as<Params>()); };
-  c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
-  c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
+  bind_case_hooks<Params>(c);
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
   c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) {
     // combine: sum_j |w_j v_j| per output element, the scale of a kernel's accumulation error.

@@ -59,9 +59,7 @@ void register_component() {
   c.description = "DeepSeekMoE gate: sigmoid/softmax affinities, selection bias, group-limited top-k, renormalised weights";
   c.eval_cases = eval_cases;
   c.perf_cases = perf_cases;
-  c.make_inputs = [](const Case& k) { return make_inputs(k.as<Params>()); };
-  c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
-  c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
+  bind_case_hooks<Params>(c);
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
   c.study = [](bool quick) { return nlohmann::json{{"moe_balance", balance_study(quick)}}; };
   Registry::instance().add(std::move(c));

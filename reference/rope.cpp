@@ -195,9 +195,7 @@ void register_component() {
   c.description = "RoPE with V3's YaRN (factor 40, beta 32/1, original 4096) on adjacent pairs, BF16 in/out, FP32 rotation";
   c.eval_cases = eval_cases;
   c.perf_cases = perf_cases;
-  c.make_inputs = [](const Case& k) { return make_inputs(k.as<Params>()); };
-  c.make_outputs = [](const Case& k) { return allocate(output_specs(k.as<Params>())); };
-  c.bytes = [](const Case& k) { return bytes_moved(k.as<Params>()); };
+  bind_case_hooks<Params>(c);
   Registry::instance().add(std::move(c));
 
   Variant v;
