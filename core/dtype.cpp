@@ -122,9 +122,38 @@ bool dtype_is_float(DType t) {
          t == DType::e5m2 || t == DType::ue8m0;
 }
 
-uint16_t f32_to_bf16(float x) { return static_cast<uint16_t>(encode(x, kBf16, Saturation::none)); }
+uint32_t f32_encode_generic(float x, DType dtype, Saturation sat) {
+  switch (dtype) {
+    case DType::bf16: return encode(x, kBf16, Saturation::none);
+    case DType::f16: return encode(x, kF16, Saturation::none);
+    case DType::e4m3: return encode(x, kE4M3, sat);
+    case DType::e5m2: return encode(x, kE5M2, sat);
+    default: throw std::invalid_argument("f32_encode_generic: not a float format with an encoder: " + std::string(dtype_name(dtype)));
+  }
+}
+
+// The hot encoders work on the float's bits; f32_encode_generic is their specification.
+uint16_t f32_to_bf16(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>(0x7fc0u | ((u >> 16) & 0x8000u));  // NaN keeps its sign
+  // Round to nearest even at bit 16; a carry walks into the exponent (up to Inf) as it should.
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 uint16_t f32_to_f16(float x) { return static_cast<uint16_t>(encode(x, kF16, Saturation::none)); }
-uint8_t f32_to_e4m3(float x, Saturation sat) { return static_cast<uint8_t>(encode(x, kE4M3, sat)); }
+
+uint8_t f32_to_e4m3(float x, Saturation sat) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return 0x7f;  // NaN (CUDA's cvt drops the sign)
+  if (a > 0x43e80000u)               // |x| > 464 (Inf included): 464 itself is a tie that rounds to 448
+    return static_cast<uint8_t>(sign | (sat == Saturation::finite ? 0x7eu : 0x7fu));
+  if (a < 0x3c800000u)  // |x| < 2^-6: subnormal codes, quantum 2^-9 (exact scaling, RNE)
+    return static_cast<uint8_t>(sign | static_cast<uint32_t>(std::nearbyint(std::bit_cast<float>(a) * 512.0f)));
+  const uint32_t r = a + 0x7ffffu + ((a >> 20) & 1u);  // RNE to 3 mantissa bits
+  return static_cast<uint8_t>(sign | ((((r >> 23) - 120u) << 3) | ((r >> 20) & 7u)));
+}
 uint8_t f32_to_e5m2(float x, Saturation sat) { return static_cast<uint8_t>(encode(x, kE5M2, sat)); }
 
 float bf16_to_f32(uint16_t c) { return std::bit_cast<float>(static_cast<uint32_t>(c) << 16); }
@@ -164,7 +193,17 @@ double decode_element(DType t, const void* p, std::size_t i) {
 }
 
 uint16_t bf16_from_f64(double d) {
-  // Round to odd into FP32 (truncate, then set the last bit when inexact), then RNE to BF16: one
+  const uint64_t u = std::bit_cast<uint64_t>(d);
+  const auto sign = static_cast<uint16_t>((u >> 48) & 0x8000u);
+  const uint64_t a = u & 0x7fffffffffffffffull;
+  if (a > 0x7ff0000000000000ull) return static_cast<uint16_t>(0x7fc0u | sign);  // NaN keeps its sign
+  if (a >= 0x3810000000000000ull && a < 0x7ff0000000000000ull) {  // 2^-126 <= |d| < Inf: a normal BF16 or Inf
+    const uint64_t r = a + ((1ull << 44) - 1) + ((a >> 45) & 1u);    // RNE at bit 45 (7 fraction bits kept)
+    const int64_t e = static_cast<int64_t>(r >> 52) - 1023;
+    if (e > 127) return static_cast<uint16_t>(sign | 0x7f80u);  // overflow: Inf
+    return static_cast<uint16_t>(sign | ((e + 127) << 7) | ((r >> 45) & 0x7fu));
+  }
+  // Inf, zero and the subnormal range: round to odd into FP32 (truncate, then set the last bit when inexact), then RNE to BF16: one
   // correct rounding of d, as a format with 16 more bits than the target allows.
   float t = static_cast<float>(d);
   if (std::isfinite(d) && static_cast<double>(t) != d) {

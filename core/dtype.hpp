@@ -38,6 +38,10 @@ uint16_t bf16_from_f64(double d);
 uint16_t f32_to_f16(float x);
 uint8_t f32_to_e4m3(float x, Saturation sat = Saturation::finite);
 uint8_t f32_to_e5m2(float x, Saturation sat = Saturation::finite);
+// The format-generic encoder behind the four above (exact rounding in double arithmetic, slow):
+// the specification that the bit-manipulating fast paths of f32_to_bf16 and f32_to_e4m3 are
+// tested against (Dtype.FastEncodersEqualTheGenericOne). dtype: bf16, f16, e4m3 or e5m2.
+uint32_t f32_encode_generic(float x, DType dtype, Saturation sat);
 
 // UE8M0 scale codes. `ceil` rounds a positive finite scale up to the next power of two (exact
 // powers of two are kept), as DeepGEMM's ceil_to_ue8m0 does; the exponent field is clamped to

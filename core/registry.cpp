@@ -63,6 +63,16 @@ void Registry::add(Variant v) {
   variants_.push_back(std::make_unique<Variant>(std::move(v)));
 }
 
+namespace {
+std::filesystem::path& artifact_dir() {
+  static std::filesystem::path dir;
+  return dir;
+}
+}  // namespace
+
+const std::filesystem::path& study_artifact_dir() { return artifact_dir(); }
+void set_study_artifact_dir(std::filesystem::path dir) { artifact_dir() = std::move(dir); }
+
 void Registry::add_study(Study s) {
   component(s.component);  // throws if unknown
   for (auto& existing : studies_)

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <any>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -109,6 +110,11 @@ struct Study {
   Backend backend = Backend::cpu;
   std::function<nlohmann::json(bool quick)> fn;  // returns the rows (a JSON array)
 };
+
+// Where studies that produce files (trained weights) put them: the bundle's directory while
+// `dsv3 run` runs its studies, empty otherwise (such a study then writes no files).
+const std::filesystem::path& study_artifact_dir();
+void set_study_artifact_dir(std::filesystem::path dir);
 
 class Registry {
  public:

@@ -85,6 +85,70 @@ TEST(Dtype, Bf16RoundsToNearestEven) {
   }
 }
 
+// The bit-manipulating f32_to_bf16 and f32_to_e4m3 against the format-generic encoder: a stride
+// through all float32 bit patterns, and every representable value with its neighbours and the
+// exact midpoints to the next value (ties) with theirs, both signs, both saturation modes.
+TEST(Dtype, FastEncodersEqualTheGenericOne) {
+  std::vector<float> xs;
+  for (uint64_t u = 0; u < (1ull << 32); u += 4093) xs.push_back(std::bit_cast<float>(static_cast<uint32_t>(u)));
+  auto around = [&](float v, float next) {
+    const float mid = static_cast<float>((static_cast<double>(v) + next) / 2);
+    for (float x : {v, mid})
+      xs.insert(xs.end(), {x, std::nextafter(x, INFINITY), std::nextafter(x, -INFINITY)});
+  };
+  for (uint32_t c = 0; c < 0x7f80; ++c) around(bf16_to_f32(static_cast<uint16_t>(c)), bf16_to_f32(static_cast<uint16_t>(c + 1)));
+  for (uint32_t c = 0; c < 0x7e; ++c) around(e4m3_to_f32(static_cast<uint8_t>(c)), e4m3_to_f32(static_cast<uint8_t>(c + 1)));
+  around(448.0f, 480.0f);
+  xs.insert(xs.end(), {INFINITY, kNaN, 0.0f});
+  const std::size_t n = xs.size();
+  for (std::size_t i = 0; i < n; ++i) xs.push_back(-xs[i]);
+  for (float x : xs) {
+    ASSERT_EQ(f32_to_bf16(x), f32_encode_generic(x, DType::bf16, Saturation::none)) << std::bit_cast<uint32_t>(x);
+    for (Saturation sat : {Saturation::none, Saturation::finite})
+      ASSERT_EQ(f32_to_e4m3(x, sat), f32_encode_generic(x, DType::e4m3, sat)) << std::bit_cast<uint32_t>(x);
+  }
+}
+
+// bf16_from_f64 rounds once to the nearest BF16, ties to even: for each d, the result and the
+// BF16 values either side of it are compared by their distance to d (exact in double: the two
+// neighbours bracket d, so Sterbenz's lemma applies). Doubles across the whole range, including
+// ties, values a hair from ties (which FP32 would round onto the tie), subnormals and overflow.
+TEST(Dtype, Bf16FromF64RoundsOnceToNearestEven) {
+  std::vector<double> ds;
+  Rng rng(42);
+  for (int i = 0; i < 200000; ++i) {
+    const double m = 1.0 + rng.uniform01();
+    ds.push_back(std::ldexp(m, static_cast<int>(rng.next() % 280) - 140));
+  }
+  for (uint32_t c = 1; c < 0x7f80; c += 3) {  // ties and their neighbours in double
+    const double v = bf16_to_f32(static_cast<uint16_t>(c)), next = bf16_to_f32(static_cast<uint16_t>(c + 1));
+    const double mid = (v + next) / 2;
+    ds.insert(ds.end(), {mid, std::nextafter(mid, 0.0), std::nextafter(mid, 1e300), v});
+  }
+  ds.insert(ds.end(), {0x1.fefffffffffffp127, 0x1.ff00000000000p127, 1e300, 0.0});
+  for (double d : ds) {
+    for (double x : {d, -d}) {
+      const uint16_t c = bf16_from_f64(x);
+      const double got = bf16_to_f32(c);
+      const uint16_t mag = c & 0x7fff;
+      if (std::isinf(got)) {  // overflow only at or beyond the midpoint above the largest finite BF16
+        ASSERT_GE(std::fabs(x), 0x1.ff00000000000p127) << x;
+        continue;
+      }
+      const double up = bf16_to_f32(static_cast<uint16_t>(mag + 1)), down = mag ? bf16_to_f32(static_cast<uint16_t>(mag - 1)) : 0.0;
+      const double ax = std::fabs(x), ag = std::fabs(got);
+      ASSERT_LE(std::fabs(ax - ag), std::fabs(up - ax)) << x;
+      ASSERT_LE(std::fabs(ax - ag), std::fabs(ax - down)) << x;
+      if (std::fabs(ax - ag) == std::fabs(up - ax) || (mag && std::fabs(ax - ag) == std::fabs(ax - down))) {
+        ASSERT_EQ(mag & 1, 0) << "tie not to even: " << x;
+      }
+      ASSERT_EQ(std::signbit(got), std::signbit(x)) << x;
+    }
+  }
+  EXPECT_EQ(bf16_from_f64(std::numeric_limits<double>::quiet_NaN()), 0x7fc0);
+  EXPECT_EQ(bf16_from_f64(-std::numeric_limits<double>::infinity()), 0xff80);
+}
+
 TEST(Dtype, F16MatchesTheCompilersConversion) {
   Rng rng(7);
   for (int i = 0; i < 200000; ++i) {

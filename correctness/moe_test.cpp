@@ -41,8 +41,11 @@ TEST(MoePermute, HandWorkedRoutingWithAlignmentFour) {
   EXPECT_EQ(row_of[8], 28);  // token 2's expert 15: the last segment
   const auto xp = out[0].span<const uint16_t>();
   for (int64_t q = 0; q < 12; ++q) EXPECT_EQ(bf16_to_f32(xp[static_cast<std::size_t>(row_of[static_cast<std::size_t>(q)]) * 256 + 7]), static_cast<float>(q / 4));
-  for (int64_t row = 0; row < 32; ++row)
-    if (gi[static_cast<std::size_t>(row)] < 0) EXPECT_EQ(xp[static_cast<std::size_t>(row) * 256], 0) << "padding row " << row << " is zero";
+  for (int64_t row = 0; row < 32; ++row) {
+    if (gi[static_cast<std::size_t>(row)] < 0) {
+      EXPECT_EQ(xp[static_cast<std::size_t>(row) * 256], 0) << "padding row " << row << " is zero";
+    }
+  }
 }
 
 TEST(MoePermute, OneTokenLeavesEmptyExpertsRowless) {

@@ -3,6 +3,7 @@
 #include "core/json_file.hpp"
 #include "core/registry.hpp"
 #include "reference/fp8_train_case.hpp"
+#include "reference/fp8_train_lm.hpp"
 
 namespace dsv3::fp8train {
 namespace {
@@ -84,6 +85,9 @@ void register_component() {
   };
   c.study = [](bool quick) { return nlohmann::json{{"fp8_train_step_error", step_error_study(quick)}}; };
   Registry::instance().add(std::move(c));
+  // The tiny LM's training run needs the corpus package: registered as a study of its own so that a
+  // missing corpus is an error row in the bundle, not the end of the run.
+  Registry::instance().add_study({"fp8_train", "fp8_train_lm", Backend::cpu, lm_training_study});
 
   add_reference_variants(
       "fp8_train",

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what dsv3bench needs on a fresh Debian 12 machine, skipping what is already there:
-# Debian packages (Eigen, nlohmann-json, CLI11, GoogleTest, Google Benchmark, OpenMPI, ccache)
+# Debian packages (Eigen, nlohmann-json, CLI11, GoogleTest, Google Benchmark, OpenMPI, ccache, and
+# fortunes: the tiny LM's training text)
 # and the Python environment for plots/reports (.venv from scripts/requirements.txt).
 # The CUDA toolkit is not installed here: when nvcc is present the CUDA variants are built too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make libeigen3-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev
-          libbenchmark-dev libopenmpi-dev openmpi-bin ccache python3-venv)
+          libbenchmark-dev libopenmpi-dev openmpi-bin ccache python3-venv
+          fortunes)  # fortunes: the text the tiny LM of the FP8 training study learns (docs/fp8-train.md)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

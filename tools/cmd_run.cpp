@@ -101,6 +101,7 @@ void add_run(CLI::App& app) {
     }
     if (!bundle.done("studies")) {
       doc["studies"] = nlohmann::json::object();
+      set_study_artifact_dir(dir);  // trained weights land beside the bundle
       for (const auto& comp : Registry::instance().components()) {
         if (!comp.study) continue;
         std::cerr << "study: " << comp.name << "\n";
@@ -126,6 +127,7 @@ void add_run(CLI::App& app) {
           doc["studies"][st.name] = nlohmann::json::array({{{"error", e.what()}}});
         }
       }
+      set_study_artifact_dir({});
       bundle.mark_done("studies");
     }
     if (!bundle.done("bench")) {

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   dsv3::cli::add_run(app);
   dsv3::cli::add_model(app);
   dsv3::cli::add_mla_layer(app);
+  dsv3::cli::add_train_lm(app);
   try {
     dsv3::register_all_components();
     app.parse(argc, argv);
