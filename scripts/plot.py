@@ -19,6 +19,9 @@ Reads one or more bundle.json files and writes, into --out:
                       rows are drawn once: the rows come from the model configs alone)
   moe_balance.png     studies.moe_balance: expert and node max/mean load over training steps of the
                       synthetic skewed router, one line per balancing policy (first bundle with rows)
+  fp8_train_lm.png    studies.fp8_train_lm: BF16 vs FP8 training of a tiny byte-level LM, loss curves
+                      (training smoothed, held-out markers) and the relative FP8 gap per seed beside
+                      V3's < 0.25% claim (scripts/plot_train.py; first bundle with step rows)
 A plot whose data is absent from every bundle is skipped with a note. With several
 bundles, each bundle ("<device or cpu-only> <date>") gets its own bars side by side.
 Nothing is re-run; the plots come from the bundles only.
@@ -42,6 +45,7 @@ except ImportError as e:  # pragma: no cover - environment problem
     print(f"error: {e.name} is not installed: pip install -r scripts/requirements.txt", file=sys.stderr)
     sys.exit(2)
 from plot_pipeline import plot_pipeline_timeline  # noqa: E402
+from plot_train import plot_fp8_train_lm  # noqa: E402
 
 STATUS_COLORS = {"pass": "#4caf50", "fail": "#e53935", "skip": "#9e9e9e"}
 GOAL = 0.85
@@ -396,6 +400,7 @@ def main():
                plot_fp8_accum, plot_fp8_gemm_error_budget, plot_kv_cache, plot_moe_balance):
         fn(bundles, out_dir, written)
     plot_pipeline_timeline(bundles, out_dir, written, save, plt)
+    plot_fp8_train_lm(bundles, out_dir, written, save, plt)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0
 

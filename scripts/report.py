@@ -7,7 +7,9 @@ repetitions ran), numerics studies (studies.kv_cache as one line per model and c
 linking kv_cache.png; the calculators' studies.decode_limit per case and hardware profile,
 studies.topology as ISCA Table 3, studies.train_cost as Tables 2 and 4, each beside the paper's
 figures; studies.pipeline_summary as V3-TR Table 2 and studies.pipeline_timeline linking its PNGs,
-scripts/report_pipeline.py), and links to the PNGs that scripts/plot.py wrote.
+scripts/report_pipeline.py; studies.fp8_train_lm as the final held-out evaluation per recipe and seed,
+the FP8 loss gap and MTP acceptance beside V3's claims, linking fp8_train_lm.png, scripts/report_train.py),
+and links to the PNGs that scripts/plot.py wrote.
 With several bundles the first is the baseline: benchmarks are lined up by name with
 the speedup against it, and correctness verdicts are lined up by case.
 Nothing is re-run; the report comes from the bundles only.
@@ -22,11 +24,12 @@ sys.dont_write_bytecode = True  # no __pycache__ in scripts/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, load_bundles, main_guard  # noqa: E402
 from report_pipeline import pipeline_summary_table, pipeline_timeline_table  # noqa: E402
+from report_train import fp8_train_lm_table  # noqa: E402
 
 COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
 PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png", "fp8_accum.png",
-              "kv_cache.png", "moe_balance.png"]
+              "kv_cache.png", "moe_balance.png", "fp8_train_lm.png"]
 
 
 def cell(v):
@@ -507,6 +510,8 @@ def studies_section(bundles, plot_link=lambda name: None):
                 compact = pipeline_summary_table(rows, cell, table)
             elif name == "pipeline_timeline":
                 compact = pipeline_timeline_table(rows, cell, table, plot_link)
+            elif name == "fp8_train_lm":
+                compact = fp8_train_lm_table(rows, cell, table, plot_link)
             else:
                 compact = COMPACT_STUDIES[name](rows) if name in COMPACT_STUDIES else []
             if compact:
