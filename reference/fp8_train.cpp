@@ -23,10 +23,15 @@ Recipe recipe_from_name(std::string_view s) {
   throw std::invalid_argument("recipe must be fp8 or bf16, got '" + std::string(s) + "'");
 }
 
-double silu(double h) { return h / (1.0 + std::exp(-h)); }
-double silu_grad(double h) {
-  const double s = 1.0 / (1.0 + std::exp(-h));
-  return s * (1.0 + h * (1.0 - s));
+double silu(double h) { return math::silu_det(h); }
+double silu_grad(double h) { return math::silu_grad_det(h); }
+
+math::AdamWConst adamw_const(const AdamW& h, int64_t t) {
+  if (t < 1) throw std::invalid_argument("fp8_train AdamW: step t must be >= 1, got " + std::to_string(t));
+  const auto f32 = [](double v) { return static_cast<float>(v); };
+  return {f32(h.beta1), f32(h.beta2), f32(1.0 - h.beta1), f32(1.0 - h.beta2), f32(1.0 - h.lr * h.weight_decay), f32(h.eps),
+          f32(std::sqrt(1.0 - std::pow(h.beta2, static_cast<double>(t)))),
+          f32(h.lr / (1.0 - std::pow(h.beta1, static_cast<double>(t))))};
 }
 
 namespace {
@@ -75,7 +80,7 @@ void linear_forward(Recipe r, const float* x, int64_t m, const Param& w, float* 
   std::vector<float> acc(static_cast<std::size_t>(m * c.n));
   if (r == Recipe::fp8) {
     c.xq = quantize_1x128(x, m, c.k);
-    c.wq = quantize_128x128(w.w.data(), c.n, c.k);
+    c.wq = quantize_128x128(bf16_copy(w.w).data(), c.n, c.k);  // from the BF16 copy of the master
     gemm_fp8(c.xq, c.wq, acc.data(), false);
   } else {
     c.x.assign(x, x + m * c.k);
@@ -186,25 +191,11 @@ bool grads_finite(const std::vector<Param*>& ps) {
 }
 
 bool adamw_step(const std::vector<Param*>& ps, int64_t t, const AdamW& h) {
-  if (t < 1) throw std::invalid_argument("fp8_train adamw_step: step t must be >= 1, got " + std::to_string(t));
+  const math::AdamWConst k = adamw_const(h, t);
   if (!grads_finite(ps)) return false;
-  const auto f32 = [](double v) { return static_cast<float>(v); };
-  const float b1 = f32(h.beta1), b2 = f32(h.beta2), c1 = f32(1.0 - h.beta1), c2 = f32(1.0 - h.beta2);
-  const float decay = f32(1.0 - h.lr * h.weight_decay), eps = f32(h.eps);
-  const float bc2_sqrt = f32(std::sqrt(1.0 - std::pow(h.beta2, static_cast<double>(t))));
-  const float step_size = f32(h.lr / (1.0 - std::pow(h.beta1, static_cast<double>(t))));
   for (Param* p : ps) {
     require_param(*p, p->rows, p->cols, "AdamW parameter");
-    for (std::size_t i = 0; i < p->w.size(); ++i) {
-      const float g = p->grad[i];
-      const float m = bf16_to_f32(f32_to_bf16(fm::fadd(fm::fmul(b1, p->m[i]), fm::fmul(c1, g))));
-      const float v = bf16_to_f32(f32_to_bf16(fm::fadd(fm::fmul(b2, p->v[i]), fm::fmul(fm::fmul(c2, g), g))));
-      const float w = fm::fmul(p->w[i], decay);
-      const float denom = fm::fadd(fm::fdiv(std::sqrt(v), bc2_sqrt), eps);
-      p->w[i] = fm::fsub(w, fm::fmul(step_size, fm::fdiv(m, denom)));
-      p->m[i] = m;
-      p->v[i] = v;
-    }
+    for (std::size_t i = 0; i < p->w.size(); ++i) math::adamw_element(k, p->grad[i], p->w[i], p->m[i], p->v[i]);
   }
   return true;
 }

@@ -11,8 +11,9 @@
 //   Wgrad  dW = dY^T X   A = dY^T, B = X^T, both 1x128 tiles along M (128x1 tiles of dY and X),
 //                        made by the retile of the foundation (fp8 retile_1x128_to_128x1:
 //                        dequantize the 1x128 codes, transpose, requantize)               -> + FP32 grad
-// Quantization is fp8_quant's: E4M3, f32 scales, the divide convention, amax floored at 1e-4; the
-// weight is quantized from its FP32 master, activations and gradients from their BF16 values.
+// Quantization is fp8_quant's: E4M3, f32 scales, the divide convention, amax floored at 1e-4;
+// activations and gradients from their BF16 values, the weight from the BF16 rounding of its FP32
+// master (the BF16 copy a mixed-precision step keeps; fp8_quant's quant_128x128 takes BF16).
 // SwiGLU: H = X [W1; W3]^T is one Fprop (the two halves stacked, each padded to a multiple of 128
 // rows so that no weight block mixes them); A = silu(H1) * H3 in FP64 from the BF16 H, rounded once
 // to BF16; Y = A W2^T. The SwiGLU input H is cached in FP8 (1x128 tiles) and SwiGLU is recomputed
@@ -35,7 +36,9 @@
 //   w  = RN(w RN32(1 - lr wd))                decoupled weight decay, before the step (torch's order)
 //   d  = RN(RN(sqrt(v) / RN32(sqrt(1 - b2^t))) + eps)
 //   w  = RN(w - RN(RN32(lr / (1 - b1^t)) RN(m / d)))
-// with the bias corrections and the scalar products computed in FP64 and rounded once to FP32.
+// with the bias corrections and the scalar products computed in FP64 and rounded once to FP32
+// (adamw_const), sqrt correctly rounded (reference/fp8_train_math.hpp holds the per-element code
+// the CUDA step shares).
 // A non-finite gradient anywhere in the step skips the whole update (weights and moments keep
 // their values, `skipped` is 1), as mixed-precision training skips an overflowed step; the
 // accumulated gradient is returned as it is, NaN included, for the caller to inspect and zero.
@@ -48,6 +51,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "reference/fp8_train_math.hpp"
 
 namespace dsv3::fp8train {
 
@@ -139,9 +144,13 @@ void swiglu_forward(Recipe r, const float* x, int64_t m, const Param& gate, cons
 // dx [M, D] may be null; the three gradients are accumulated.
 void swiglu_backward(SwigluCache& c, const float* dy, float* dx, Param& gate, Param& up, Param& down);
 
-// SwiGLU's elementwise pieces in FP64 (shared by the references, the study and the tests).
+// SwiGLU's elementwise pieces in FP64 on the deterministic exp of fp8_train_math.hpp (the CUDA
+// step computes the same bits).
 double silu(double h);
 double silu_grad(double h);  // d silu / dh
+
+// The FP32 scalars of AdamW step t >= 1 (std::invalid_argument otherwise).
+math::AdamWConst adamw_const(const AdamW& h, int64_t t);
 
 // The high-precision step in FP64 (Recipe-free): y, dx, the gradient increment of each weight and
 // each weight's updated value and moments after AdamW at step t from the inputs' state.
