@@ -1,0 +1,132 @@
+// Property tests of the expert-parallel reference (reference/ep.hpp): the link accounting equals
+// the node-limit model's per-token counts, the node limit holds, edge cases (world size 1, every
+// token to one rank), the delivery check catches a misrouted, lost or duplicated token, bad input.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "correctness/reference_run.hpp"
+#include "reference/ep.hpp"
+#include "reference/ep_checks.hpp"
+#include "reference/netmodel_node_limit.hpp"
+
+namespace dsv3::ep {
+namespace {
+
+Params params(int64_t r, int64_t g, int64_t t, int64_t m = 0, Draw d = Draw::router) {
+  Params p;
+  p.ranks = r; p.ranks_per_node = g; p.tokens = t; p.node_limit = m; p.draw = d; p.dim = 256;
+  return p;
+}
+
+const Tensor& named(const std::vector<Tensor>& ts, const std::string& n) {
+  for (const Tensor& t : ts)
+    if (t.name() == n) return t;
+  throw std::logic_error("no tensor " + n);
+}
+
+// IB, NVLink and local counts per rank sum to reference/netmodel_node_limit.hpp's per-token counts.
+TEST(EpRef, LinkSendsMatchTheNodeLimitModel) {
+  for (int64_t m : {1, 2, 4}) {
+    const Params p = params(8, 2, 24, m);
+    const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
+    const auto idx = in[1].span<const int32_t>();
+    const int64_t k = p.routing().topk;
+    int64_t ib = 0, nv = 0, local = 0, max_nodes = 0;
+    for (int64_t tok = 0; tok < p.ranks * p.tokens; ++tok) {
+      const int64_t src = tok / p.tokens;
+      const netmodel::TokenTraffic tt = netmodel::token_traffic(&idx[static_cast<std::size_t>(tok * k)], k, src, p.placement());
+      ib += tt.remote_nodes;
+      nv += tt.nvlink_sends;
+      max_nodes = std::max(max_nodes, tt.nodes);
+      bool self = false;
+      for (int64_t c = 0; c < k; ++c) self = self || p.placement().rank_of(idx[static_cast<std::size_t>(tok * k + c)]) == src;
+      local += self;
+    }
+    const auto s = named(out, "link_sends").span<const int32_t>();
+    int64_t got[3] = {0, 0, 0};
+    for (int64_t r = 0; r < p.ranks; ++r)
+      for (int c = 0; c < 3; ++c) got[c] += s[static_cast<std::size_t>(r * 3 + c)];
+    EXPECT_EQ(got[0], ib) << "M=" << m;
+    EXPECT_EQ(got[1], nv) << "M=" << m;
+    EXPECT_EQ(got[2], local) << "M=" << m;
+    EXPECT_LE(max_nodes, m);  // the node limit holds
+    EXPECT_GT(ib, 0);
+  }
+}
+
+TEST(EpRef, WorldSizeOneIsAllLocal) {
+  const Params p = params(1, 1, 8);
+  const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
+  EXPECT_EQ(named(out, "recv_count").get(0), 8.0);
+  EXPECT_EQ(named(out, "link_sends").get(0), 0.0);  // IB
+  EXPECT_EQ(named(out, "link_sends").get(1), 0.0);  // NVLink
+  EXPECT_EQ(named(out, "link_sends").get(2), 8.0);  // local
+}
+
+TEST(EpRef, EveryTokenToRankZero) {
+  const Params p = params(4, 2, 9, 0, Draw::all_to_rank0);
+  const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
+  const Tensor& n = named(out, "recv_count");
+  EXPECT_EQ(n.get(0), 36.0);
+  for (int64_t r = 1; r < 4; ++r) EXPECT_EQ(n.get(r), 0.0) << "rank " << r << " receives nothing";
+  const std::vector<Tensor> aids = combine_aids(p, in);
+  EXPECT_TRUE(delivery_check(p, aids, out).pass);
+  EXPECT_TRUE(combine_check(p, aids, out).pass);
+}
+
+// The delivery check fails on a token sent to a rank without its experts, a lost token, a
+// duplicated token and a corrupted payload byte.
+TEST(EpRef, DeliveryCheckCatchesMisroutedLostAndDuplicatedTokens) {
+  const Params p = params(4, 2, 6);
+  const std::vector<Tensor> in = make_inputs(p), ref = run_reference_poisoned(p, in), aids = combine_aids(p, in);
+  ASSERT_TRUE(delivery_check(p, aids, ref).pass) << delivery_check(p, aids, ref).message;
+  const int64_t cap = p.capacity();
+  auto mutate = [&](auto fn) {
+    std::vector<Tensor> out = run_reference_poisoned(p, in);
+    fn(out);
+    return delivery_check(p, aids, out);
+  };
+  // Lost: rank 0 forgets its last row.
+  const CompareReport lost = mutate([&](std::vector<Tensor>& o) {
+    auto c = o[0].span<int32_t>();
+    auto meta = o[1].span<int32_t>();
+    const int64_t last = c[0] - 1;
+    meta[static_cast<std::size_t>(last * 2)] = meta[static_cast<std::size_t>(last * 2 + 1)] = -1;
+    std::memset(static_cast<uint8_t*>(o[4].raw()) + last * p.dim, 0, static_cast<std::size_t>(p.dim));
+    --c[0];
+  });
+  EXPECT_FALSE(lost.pass);
+  EXPECT_NE(lost.message.find("never arrived"), std::string::npos) << lost.message;
+  // Duplicated: rank 1's second row repeats its first.
+  const CompareReport dup = mutate([&](std::vector<Tensor>& o) {
+    auto meta = o[1].span<int32_t>();
+    meta[static_cast<std::size_t>((cap + 1) * 2)] = meta[static_cast<std::size_t>(cap * 2)];
+    meta[static_cast<std::size_t>((cap + 1) * 2 + 1)] = meta[static_cast<std::size_t>(cap * 2 + 1)];
+  });
+  EXPECT_FALSE(dup.pass);
+  // Corrupted payload.
+  const CompareReport bad = mutate([&](std::vector<Tensor>& o) { static_cast<uint8_t*>(o[4].raw())[3] ^= 1; });
+  EXPECT_FALSE(bad.pass);
+  EXPECT_NE(bad.message.find("payload"), std::string::npos) << bad.message;
+}
+
+TEST(EpRef, BadConfigurationsAreRejected) {
+  Params p = params(3, 1, 4);  // 3 ranks do not divide 256 experts
+  EXPECT_THROW(p.validate(), std::invalid_argument);
+  p = params(4, 3, 4);
+  EXPECT_THROW(p.validate(), std::invalid_argument);
+  p = params(4, 2, 4);
+  p.dim = 200;
+  EXPECT_THROW(p.validate(), std::invalid_argument);
+  p = params(4, 2, 4, 3);  // M = 3 > 2 nodes
+  EXPECT_THROW(p.validate(), std::invalid_argument);
+  p = params(4, 2, 4);
+  std::vector<Tensor> in = make_inputs(p);
+  in[1].span<int32_t>()[0] = 999;
+  std::vector<Tensor> out = allocate(output_specs(p));
+  EXPECT_THROW(run_reference(p, in, out), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dsv3::ep

@@ -1,0 +1,87 @@
+// Expert-parallel dispatch and combine (v3-facts §3.6, §7.2, §9.1; DeepEP's normal kernels): the
+// reference, with every rank simulated in one process.
+//
+// Topology: R ranks, G per node (nodes = R / G), E experts, expert e on rank e / (E / R)
+// (moe_gate::Placement). Every rank holds T tokens of D channels and their routing (top-K experts
+// and weights). Routing comes from the config's gate numbers with one group per node and the node
+// limit M as n_limited_groups (V3: 8 groups of 32 experts on 8 nodes, M = 4), routed by
+// moe_gate::route_token from the synthetic skewed router of reference/netmodel_node_limit.hpp.
+//
+// Dispatch: each token goes once to every rank that holds one of its experts (a rank's several
+// experts share one copy, as DeepEP sends per rank), as FP8 codes with 1x128 scales (fp8_quant's
+// quant_1x128; power-of-two UE8M0-valued scales as an option) or as BF16. Rank d's receive buffer
+// lists its tokens in (source rank, source token) order, each with its K choices as global expert
+// ids where the expert is on d and -1 elsewhere, and their weights (0 elsewhere).
+// Experts: expert e multiplies its dequantized input by s_e = 1 + e / E (FP64), so a contribution
+// that reaches the wrong expert shows as a wrong scale.
+// Combine: rank d sends back, per received token, the partial sum over its local choices of
+// w_k s_e x^ (FP64, rounded once to BF16: the BF16 combine of v3-facts §7.2); the source adds the
+// partials in ascending rank order in FP32 and rounds once to BF16: y [T, D] per rank.
+//
+// The V3 path and the byte accounting (V3-TR §3.2.2; as reference/netmodel_node_limit.hpp counts):
+// a token bound for a rank on its own node goes over NVLink (none to itself: local); for a remote
+// node, one IB send to the rank with the source's in-node index there (the landing rank), then one
+// NVLink forward from the landing rank to each further target rank on that node. Per rank:
+// ib_sends (as source), nvlink_sends (direct sends as source + forwards as landing rank), local
+// copies; the combine retraces the path, so its counts are the same. Bytes per dispatch send:
+// FP8 D + 4 D / 128 (codes + f32 scales), BF16 2 D; combine 2 D (metadata not counted).
+//
+// Execution: dispatch and combine are written as per-rank packing, a transport that moves the
+// packed buffers, and per-rank unpacking, so the MPI and NCCL executions can reuse them with their
+// own transport (simulated here: a copy).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.hpp"
+#include "reference/moe_gate.hpp"
+#include "reference/moe_gate_balance.hpp"
+
+namespace dsv3::ep {
+
+enum class Wire : uint8_t { fp8, fp8_pow2, bf16 };
+std::string_view wire_name(Wire w);
+Wire wire_from_name(std::string_view s);  // throws std::invalid_argument naming the known ones
+
+// How a case's routing is drawn: the skewed router; every token to the experts of rank 0; or
+// every token to rank 0's experts except on rank 0's own tokens (rank 0 then receives from all,
+// the others receive nothing).
+enum class Draw : uint8_t { router, all_to_rank0 };
+
+struct Params {
+  std::string model = "deepseek-v3-671b";  // gate numbers (experts, top-K) from datasets/models
+  int64_t ranks = 4, ranks_per_node = 2;
+  int64_t tokens = 16;         // per rank
+  int64_t dim = 512;           // channels D (multiple of 128); the config's own dim is 7168 for V3
+  int64_t node_limit = 0;      // M; 0 = min(the config's n_limited_groups, nodes)
+  Wire wire = Wire::fp8;
+  Draw draw = Draw::router;
+  std::string to_string() const;  // "deepseek-v3-671b R=4 G=2 T=16 D=512 M=2 fp8"
+  void validate() const;          // throws std::invalid_argument naming the field
+  int64_t nodes() const { return ranks / ranks_per_node; }
+  int64_t limit() const;          // M as used
+  moe_gate::Routing routing() const;      // groups = nodes, topk_groups = M
+  moe_gate::Placement placement() const;
+  int64_t capacity() const { return ranks * tokens; }  // receive rows per rank (the worst case)
+  int64_t scale_groups() const { return dim / 128; }
+};
+
+// Inputs: x bf16 [R, T, D], indices i32 [R, T, K], weights f32 [R, T, K].
+// Outputs (rows past a rank's count are zero, ids -1): recv_count i32 [R],
+// recv_meta i32 [R, cap, 2] (source rank, source token), recv_experts i32 [R, cap, K],
+// recv_weights f32 [R, cap, K], recv_x (FP8 codes u8 or bf16) [R, cap, D],
+// recv_scales f32 [R, cap, D / 128] (FP8 wires only), y bf16 [R, T, D],
+// link_sends i32 [R, 3] (IB sends, NVLink sends, local copies per rank, dispatch).
+std::vector<TensorSpec> input_specs(const Params& p);
+std::vector<TensorSpec> output_specs(const Params& p);
+std::vector<Tensor> make_inputs(const Params& p);
+void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
+
+double bytes_per_dispatch_send(const Params& p);
+double bytes_per_combine_send(const Params& p);
+double bytes_moved(const Params& p);  // every input read once and every output written once
+double expert_scale(int64_t e, int64_t experts);  // s_e = 1 + e / E
+
+}  // namespace dsv3::ep

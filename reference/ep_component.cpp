@@ -1,0 +1,66 @@
+// The ep component: cases (world sizes 1-8, one or several nodes, node limits, FP8 / power-of-two /
+// BF16 wires, every token to one rank), the simulated-ranks reference, and two checks that hold
+// for any execution of a case whatever its order: the delivery check (every token at exactly the
+// ranks that hold its experts, payload and choices intact) and the combine's bound against FP64.
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "core/registry.hpp"
+#include "reference/ep.hpp"
+#include "reference/ep_checks.hpp"
+
+namespace dsv3::ep {
+namespace {
+
+Case ep_case(const std::string& model, int64_t r, int64_t g, int64_t t, Wire w = Wire::fp8, int64_t m = 0,
+             Draw draw = Draw::router, int64_t dim = 256) {
+  Params p;
+  p.model = model; p.ranks = r; p.ranks_per_node = g; p.tokens = t; p.wire = w; p.node_limit = m; p.draw = draw; p.dim = dim;
+  p.validate();
+  return make_case(p);
+}
+
+std::vector<Case> eval_cases() {
+  const std::string v3 = "deepseek-v3-671b";
+  std::vector<Case> c;
+  c.push_back(ep_case(v3, 1, 1, 8));               // world size 1: everything local
+  c.push_back(ep_case(v3, 2, 2, 16));              // one node, NVLink only
+  c.push_back(ep_case(v3, 2, 1, 16));              // two nodes, IB only
+  for (Wire w : {Wire::fp8, Wire::fp8_pow2, Wire::bf16}) c.push_back(ep_case(v3, 4, 2, 16, w));
+  c.push_back(ep_case(v3, 8, 2, 12, Wire::fp8, 2));  // 4 nodes, M = 2: forwarding inside nodes
+  c.push_back(ep_case(v3, 8, 2, 12, Wire::fp8, 4));  // M = nodes: unrestricted
+  c.push_back(ep_case(v3, 8, 4, 7, Wire::fp8, 1));   // 2 nodes, M = 1: every token stays on one node
+  c.push_back(ep_case(v3, 4, 2, 1));                 // one token per rank
+  c.push_back(ep_case(v3, 4, 2, 9, Wire::fp8, 0, Draw::all_to_rank0));  // rank 0 receives all, the rest nothing
+  c.push_back(ep_case("deepseek-v2-lite-16b", 4, 2, 16, Wire::bf16));   // softmax gate, top-6 of 64
+  c.push_back(ep_case("tiny-test", 2, 1, 16, Wire::fp8, 0, Draw::router, 128));
+  return c;
+}
+
+}  // namespace
+
+void register_component() {
+  Component c;
+  c.name = "ep";
+  c.description = "expert-parallel dispatch (FP8 1x128 or BF16) and combine (BF16) over simulated ranks, V3 node-limited path and link accounting";
+  c.eval_cases = eval_cases;
+  c.perf_cases = [] { return std::vector<Case>{}; };
+  bind_case_hooks<Params>(c);
+  c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) { return combine_aids(k.as<Params>(), in); };
+  c.extra_checks = [](const Case& k, const std::vector<Tensor>& aids, const std::vector<Tensor>& got) {
+    return std::vector<CompareReport>{delivery_check(k.as<Params>(), aids, got), combine_check(k.as<Params>(), aids, got)};
+  };
+  Registry::instance().add(std::move(c));
+
+  add_reference_variants(
+      "ep", "simulated ranks in one process: per-rank packing, a copying transport, per-rank unpacking (reference/ep.cpp)",
+      [](const Case& k, Io& io) { run_reference(k.as<Params>(), io.in, io.out); },
+      "single-threaded: the same order on any thread count");
+}
+
+}  // namespace dsv3::ep
+
+void dsv3_register_ep_ref() { dsv3::ep::register_component(); }
