@@ -137,27 +137,6 @@ double bytes_moved(const Params& p) {
 
 namespace {
 
-// One token as it travels: its origin, its choices as seen by the receiving rank, its payload.
-struct Row {
-  int32_t src = -1, token = -1;
-  std::vector<int32_t> experts;  // global id where the expert is on the receiving rank, else -1
-  std::vector<float> weights;    // 0 where the expert is elsewhere
-  std::vector<uint8_t> payload;  // FP8 codes (D) or BF16 bits (2 D bytes)
-  std::vector<float> scales;     // FP8 wires: D / 128
-};
-using Buffers = std::vector<std::vector<std::vector<Row>>>;  // [from][to] -> rows
-
-// The transport of the simulated execution: what `from` packed for `to` arrives at `to`, in
-// ascending order of `from`.
-std::vector<std::vector<Row>> transport(Buffers& send) {
-  const std::size_t r = send.size();
-  std::vector<std::vector<Row>> recv(r);
-  for (std::size_t from = 0; from < r; ++from)
-    for (std::size_t to = 0; to < r; ++to)
-      for (Row& row : send[from][to]) recv[to].push_back(std::move(row));
-  return recv;
-}
-
 struct Encoded {
   std::vector<uint8_t> codes;  // [T, D] (FP8) or the BF16 bits [T, 2 D]
   std::vector<float> scales;   // [T, D / 128]
@@ -186,130 +165,192 @@ Encoded encode(const Params& p, const Tensor& x, int64_t s) {
   return e;
 }
 
+int64_t payload_bytes(const Params& p) { return p.wire == Wire::bf16 ? 2 * p.dim : p.dim; }
+int64_t scale_bytes(const Params& p) { return p.wire == Wire::bf16 ? 0 : 4 * p.scale_groups(); }
+int64_t topk(const Params& p) { return p.routing().topk; }
+
+template <class T> void put(std::vector<uint8_t>& b, const T* v, std::size_t n) {
+  const auto* c = reinterpret_cast<const uint8_t*>(v);
+  b.insert(b.end(), c, c + n * sizeof(T));
+}
+
+// A view of one serialized dispatch row: source rank, token, K choices, K weights, payload, scales.
+struct RowView {
+  const uint8_t* at;
+  int64_t k;
+  int32_t src() const { return get<int32_t>(0); }
+  int32_t token() const { return get<int32_t>(4); }
+  int32_t expert(int64_t c) const { return get<int32_t>(8 + 4 * c); }
+  float weight(int64_t c) const { return get<float>(8 + 4 * k + 4 * c); }
+  const uint8_t* payload() const { return at + 8 + 8 * k; }
+  template <class T> T get(int64_t off) const {
+    T v;
+    std::memcpy(&v, at + off, sizeof v);
+    return v;
+  }
+};
+
 // The dequantized channel j of a received row (FP32 RN(code * scale) for FP8, as fp8_quant dequantizes).
-float dequant(const Params& p, const Row& row, int64_t j) {
+float dequant(const Params& p, const RowView& row, int64_t j) {
   if (p.wire == Wire::bf16) {
     uint16_t b;
-    std::memcpy(&b, row.payload.data() + 2 * j, 2);
+    std::memcpy(&b, row.payload() + 2 * j, 2);
     return bf16_to_f32(b);
   }
-  return fp8math::fmul(e4m3_to_f32(row.payload[static_cast<std::size_t>(j)]), row.scales[static_cast<std::size_t>(j / 128)]);
+  float scale;
+  std::memcpy(&scale, row.payload() + p.dim + 4 * (j / 128), 4);
+  return fp8math::fmul(e4m3_to_f32(row.payload()[j]), scale);
 }
 
 }  // namespace
 
-void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
-  p.validate();
-  require_tensors(in, input_specs(p), "ep/ref " + p.to_string() + " inputs");
-  require_tensors(out, output_specs(p), "ep/ref " + p.to_string() + " outputs");
+int64_t dispatch_row_bytes(const Params& p) { return 8 + 8 * topk(p) + payload_bytes(p) + scale_bytes(p); }
+int64_t combine_row_bytes(const Params& p) { return 4 + 2 * p.dim; }
+
+Packets pack_dispatch(const Params& p, int64_t s, const std::vector<Tensor>& in, int32_t* sends) {
   const moe_gate::Placement pl = p.placement();
-  const int64_t R = p.ranks, T = p.tokens, D = p.dim, K = p.routing().topk, E = pl.experts, G = p.ranks_per_node;
+  const int64_t R = p.ranks, T = p.tokens, K = topk(p), G = p.ranks_per_node, pb = payload_bytes(p), sg = p.scale_groups();
   const auto idx = in[1].span<const int32_t>();
   const auto wts = in[2].span<const float>();
-  for (std::size_t i = 0; i < idx.size(); ++i)
-    if (idx[i] < 0 || idx[i] >= E)
-      throw std::invalid_argument("ep: indices hold expert " + std::to_string(idx[i]) + " at flat position " + std::to_string(i) +
-                                  ", outside 0.." + std::to_string(E - 1));
-  for (Tensor& t : out) std::memset(t.raw(), 0, t.nbytes());
-  auto sends = out.back().span<int32_t>();
-
-  // Dispatch: pack per source rank (and count the V3 path's sends), transport, unpack.
-  Buffers send(static_cast<std::size_t>(R), std::vector<std::vector<Row>>(static_cast<std::size_t>(R)));
-  const int64_t row_bytes = p.wire == Wire::bf16 ? 2 * D : D;
-  for (int64_t s = 0; s < R; ++s) {
-    const Encoded enc = encode(p, in[0], s);
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t tok = s * T + t;
-      std::vector<bool> target(static_cast<std::size_t>(R), false);
-      for (int64_t j = 0; j < K; ++j) target[static_cast<std::size_t>(pl.rank_of(idx[static_cast<std::size_t>(tok * K + j)]))] = true;
-      std::vector<bool> node_reached(static_cast<std::size_t>(p.nodes()), false);
-      for (int64_t d = 0; d < R; ++d) {
-        if (!target[static_cast<std::size_t>(d)]) continue;
-        const int64_t node = d / G, landing = node * G + s % G;
+  for (int64_t i = s * T * K; i < (s + 1) * T * K; ++i)
+    if (idx[static_cast<std::size_t>(i)] < 0 || idx[static_cast<std::size_t>(i)] >= pl.experts)
+      throw std::invalid_argument("ep: indices hold expert " + std::to_string(idx[static_cast<std::size_t>(i)]) + " at flat position " +
+                                  std::to_string(i) + ", outside 0.." + std::to_string(pl.experts - 1));
+  const Encoded enc = encode(p, in[0], s);
+  Packets out(static_cast<std::size_t>(R));
+  std::vector<int32_t> experts(static_cast<std::size_t>(K));
+  std::vector<float> weights(static_cast<std::size_t>(K));
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t tok = s * T + t;
+    std::vector<bool> target(static_cast<std::size_t>(R), false), node_reached(static_cast<std::size_t>(p.nodes()), false);
+    for (int64_t j = 0; j < K; ++j) target[static_cast<std::size_t>(pl.rank_of(idx[static_cast<std::size_t>(tok * K + j)]))] = true;
+    for (int64_t d = 0; d < R; ++d) {
+      if (!target[static_cast<std::size_t>(d)]) continue;
+      const int64_t node = d / G, landing = node * G + s % G;
+      if (sends) {
         if (d == s) {
-          ++sends[static_cast<std::size_t>(s * 3 + 2)];  // local
+          ++sends[s * 3 + 2];  // local
         } else if (node == s / G) {
-          ++sends[static_cast<std::size_t>(s * 3 + 1)];  // NVLink, direct
+          ++sends[s * 3 + 1];  // NVLink, direct
         } else {
-          if (!node_reached[static_cast<std::size_t>(node)]) ++sends[static_cast<std::size_t>(s * 3 + 0)];  // IB, once per node
-          if (d != landing) ++sends[static_cast<std::size_t>(landing * 3 + 1)];  // NVLink forward from the landing rank
+          if (!node_reached[static_cast<std::size_t>(node)]) ++sends[s * 3 + 0];  // IB, once per remote node
+          if (d != landing) ++sends[landing * 3 + 1];                            // NVLink forward by the landing rank
         }
-        if (node != s / G) node_reached[static_cast<std::size_t>(node)] = true;
-        Row row;
-        row.src = static_cast<int32_t>(s);
-        row.token = static_cast<int32_t>(t);
-        for (int64_t j = 0; j < K; ++j) {
-          const int32_t e = idx[static_cast<std::size_t>(tok * K + j)];
-          const bool here = pl.rank_of(e) == d;
-          row.experts.push_back(here ? e : -1);
-          row.weights.push_back(here ? wts[static_cast<std::size_t>(tok * K + j)] : 0.0f);
-        }
-        row.payload.assign(enc.codes.begin() + t * row_bytes, enc.codes.begin() + (t + 1) * row_bytes);
-        if (p.wire != Wire::bf16)
-          row.scales.assign(enc.scales.begin() + t * p.scale_groups(), enc.scales.begin() + (t + 1) * p.scale_groups());
-        send[static_cast<std::size_t>(s)][static_cast<std::size_t>(d)].push_back(std::move(row));
       }
+      if (node != s / G) node_reached[static_cast<std::size_t>(node)] = true;
+      for (int64_t j = 0; j < K; ++j) {
+        const int32_t e = idx[static_cast<std::size_t>(tok * K + j)];
+        const bool here = pl.rank_of(e) == d;
+        experts[static_cast<std::size_t>(j)] = here ? e : -1;
+        weights[static_cast<std::size_t>(j)] = here ? wts[static_cast<std::size_t>(tok * K + j)] : 0.0f;
+      }
+      std::vector<uint8_t>& b = out[static_cast<std::size_t>(d)];
+      const int32_t head[2] = {static_cast<int32_t>(s), static_cast<int32_t>(t)};
+      put(b, head, 2);
+      put(b, experts.data(), experts.size());
+      put(b, weights.data(), weights.size());
+      put(b, enc.codes.data() + t * pb, static_cast<std::size_t>(pb));
+      if (sg && p.wire != Wire::bf16) put(b, enc.scales.data() + t * sg, static_cast<std::size_t>(sg));
     }
   }
-  const std::vector<std::vector<Row>> recv = transport(send);
+  return out;
+}
 
+void store_received(const Params& p, int64_t d, const Packets& received, std::vector<Tensor>& out) {
+  const int64_t K = topk(p), cap = p.capacity(), rb = dispatch_row_bytes(p), pb = payload_bytes(p), sg = p.scale_groups();
   auto count = out[0].span<int32_t>();
   auto meta = out[1].span<int32_t>();
   auto experts = out[2].span<int32_t>();
   auto weights = out[3].span<float>();
   auto* xr = static_cast<uint8_t*>(out[4].raw());
   float* sc = p.wire == Wire::bf16 ? nullptr : out[5].span<float>().data();
-  const int64_t cap = p.capacity();
-  std::fill(meta.begin(), meta.end(), -1);
-  std::fill(experts.begin(), experts.end(), -1);
-  for (int64_t d = 0; d < R; ++d) {
-    const auto& rows = recv[static_cast<std::size_t>(d)];
-    count[static_cast<std::size_t>(d)] = static_cast<int32_t>(rows.size());
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      const int64_t at = d * cap + static_cast<int64_t>(i);
-      meta[static_cast<std::size_t>(at * 2)] = rows[i].src;
-      meta[static_cast<std::size_t>(at * 2 + 1)] = rows[i].token;
-      std::copy(rows[i].experts.begin(), rows[i].experts.end(), experts.begin() + at * K);
-      std::copy(rows[i].weights.begin(), rows[i].weights.end(), weights.begin() + at * K);
-      std::memcpy(xr + at * row_bytes, rows[i].payload.data(), static_cast<std::size_t>(row_bytes));
-      if (sc) std::copy(rows[i].scales.begin(), rows[i].scales.end(), sc + at * p.scale_groups());
+  for (int64_t i = d * cap; i < (d + 1) * cap; ++i) {  // this rank's slices: unused rows zero, ids -1
+    meta[static_cast<std::size_t>(2 * i)] = meta[static_cast<std::size_t>(2 * i + 1)] = -1;
+    for (int64_t c = 0; c < K; ++c) {
+      experts[static_cast<std::size_t>(i * K + c)] = -1;
+      weights[static_cast<std::size_t>(i * K + c)] = 0.0f;
     }
+    std::memset(xr + i * pb, 0, static_cast<std::size_t>(pb));
+    if (sc) std::fill(sc + i * sg, sc + (i + 1) * sg, 0.0f);
   }
+  int64_t n = 0;
+  for (const std::vector<uint8_t>& packet : received)  // ascending source rank
+    for (std::size_t off = 0; off < packet.size(); off += static_cast<std::size_t>(rb), ++n) {
+      if (n >= cap) throw std::runtime_error("ep: rank " + std::to_string(d) + " received more than its " + std::to_string(cap) + " rows");
+      const RowView row{packet.data() + off, K};
+      const int64_t at = d * cap + n;
+      meta[static_cast<std::size_t>(at * 2)] = row.src();
+      meta[static_cast<std::size_t>(at * 2 + 1)] = row.token();
+      for (int64_t c = 0; c < K; ++c) {
+        experts[static_cast<std::size_t>(at * K + c)] = row.expert(c);
+        weights[static_cast<std::size_t>(at * K + c)] = row.weight(c);
+      }
+      std::memcpy(xr + at * pb, row.payload(), static_cast<std::size_t>(pb));
+      if (sc) std::memcpy(sc + at * sg, row.payload() + pb, static_cast<std::size_t>(sg) * 4);
+    }
+  count[static_cast<std::size_t>(d)] = static_cast<int32_t>(n);
+}
 
-  // Experts and combine: each rank's partial per received token, back along the same path, summed
-  // at the source in ascending rank order.
-  Buffers back(static_cast<std::size_t>(R), std::vector<std::vector<Row>>(static_cast<std::size_t>(R)));
-  for (int64_t d = 0; d < R; ++d)
-    for (const Row& row : recv[static_cast<std::size_t>(d)]) {
-      Row part;
-      part.src = static_cast<int32_t>(d);  // the partial's sender
-      part.token = row.token;
-      part.payload.resize(static_cast<std::size_t>(2 * D));
+Packets pack_combine(const Params& p, const Packets& received) {
+  const int64_t K = topk(p), D = p.dim, E = p.placement().experts, rb = dispatch_row_bytes(p);
+  Packets out(received.size());
+  for (std::size_t s = 0; s < received.size(); ++s)
+    for (std::size_t off = 0; off < received[s].size(); off += static_cast<std::size_t>(rb)) {
+      const RowView row{received[s].data() + off, K};
+      std::vector<uint8_t>& b = out[s];
+      const int32_t token = row.token();
+      put(b, &token, 1);
       for (int64_t j = 0; j < D; ++j) {
         const double xhat = dequant(p, row, j);
         double acc = 0;
         for (int64_t c = 0; c < K; ++c)
-          if (row.experts[static_cast<std::size_t>(c)] >= 0)
-            acc += static_cast<double>(row.weights[static_cast<std::size_t>(c)]) * expert_scale(row.experts[static_cast<std::size_t>(c)], E) * xhat;
-        const uint16_t b = bf16_from_f64(acc);
-        std::memcpy(part.payload.data() + 2 * j, &b, 2);
+          if (row.expert(c) >= 0) acc += static_cast<double>(row.weight(c)) * expert_scale(row.expert(c), E) * xhat;
+        const uint16_t bits = bf16_from_f64(acc);
+        put(b, &bits, 1);
       }
-      back[static_cast<std::size_t>(d)][static_cast<std::size_t>(row.src)].push_back(std::move(part));
     }
-  const std::vector<std::vector<Row>> parts = transport(back);
-  auto y = out[out.size() - 2].span<uint16_t>();
-  std::vector<float> acc(static_cast<std::size_t>(T * D));
-  for (int64_t s = 0; s < R; ++s) {
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (const Row& part : parts[static_cast<std::size_t>(s)])  // ascending sender rank
+  return out;
+}
+
+void finish_combine(const Params& p, int64_t s, const Packets& partials, std::vector<Tensor>& out) {
+  const int64_t T = p.tokens, D = p.dim, rb = combine_row_bytes(p);
+  std::vector<float> acc(static_cast<std::size_t>(T * D), 0.0f);
+  for (const std::vector<uint8_t>& packet : partials)  // ascending sender rank
+    for (std::size_t off = 0; off < packet.size(); off += static_cast<std::size_t>(rb)) {
+      int32_t token;
+      std::memcpy(&token, packet.data() + off, 4);
+      if (token < 0 || token >= T) throw std::runtime_error("ep: a combine packet names token " + std::to_string(token));
       for (int64_t j = 0; j < D; ++j) {
         uint16_t b;
-        std::memcpy(&b, part.payload.data() + 2 * j, 2);
-        float& a = acc[static_cast<std::size_t>(part.token * D + j)];
+        std::memcpy(&b, packet.data() + off + 4 + 2 * j, 2);
+        float& a = acc[static_cast<std::size_t>(token * D + j)];
         a = fp8math::fadd(a, bf16_to_f32(b));
       }
-    for (int64_t i = 0; i < T * D; ++i) y[static_cast<std::size_t>(s * T * D + i)] = f32_to_bf16(acc[static_cast<std::size_t>(i)]);
+    }
+  auto y = out[out.size() - 2].span<uint16_t>();
+  for (int64_t i = 0; i < T * D; ++i) y[static_cast<std::size_t>(s * T * D + i)] = f32_to_bf16(acc[static_cast<std::size_t>(i)]);
+}
+
+void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
+  p.validate();
+  require_tensors(in, input_specs(p), "ep/ref " + p.to_string() + " inputs");
+  require_tensors(out, output_specs(p), "ep/ref " + p.to_string() + " outputs");
+  const auto R = static_cast<std::size_t>(p.ranks);
+  auto sends = out.back().span<int32_t>();
+  std::fill(sends.begin(), sends.end(), 0);
+  // The simulated transport: what rank s packed for rank d arrives at d as its s-th packet.
+  std::vector<Packets> sent(R), received(R, Packets(R));
+  for (std::size_t s = 0; s < R; ++s) sent[s] = pack_dispatch(p, static_cast<int64_t>(s), in, sends.data());
+  for (std::size_t s = 0; s < R; ++s)
+    for (std::size_t d = 0; d < R; ++d) received[d][s] = std::move(sent[s][d]);
+  std::vector<Packets> back(R), partials(R, Packets(R));
+  for (std::size_t d = 0; d < R; ++d) {
+    store_received(p, static_cast<int64_t>(d), received[d], out);
+    back[d] = pack_combine(p, received[d]);
   }
+  for (std::size_t d = 0; d < R; ++d)
+    for (std::size_t s = 0; s < R; ++s) partials[s][d] = std::move(back[d][s]);
+  for (std::size_t s = 0; s < R; ++s) finish_combine(p, static_cast<int64_t>(s), partials[s], out);
 }
 
 }  // namespace dsv3::ep

@@ -26,9 +26,9 @@
 // copies; the combine retraces the path, so its counts are the same. Bytes per dispatch send:
 // FP8 D + 4 D / 128 (codes + f32 scales), BF16 2 D; combine 2 D (metadata not counted).
 //
-// Execution: dispatch and combine are written as per-rank packing, a transport that moves the
-// packed buffers, and per-rank unpacking, so the MPI and NCCL executions can reuse them with their
-// own transport (simulated here: a copy).
+// Execution: dispatch and combine are per-rank packing, a transport that moves the packed
+// buffers, and per-rank unpacking; the simulated execution's transport is a move in memory, the
+// MPI execution's is point-to-point messages (tools/ep_mpi.cpp).
 #pragma once
 
 #include <cstdint>
@@ -78,6 +78,23 @@ std::vector<TensorSpec> input_specs(const Params& p);
 std::vector<TensorSpec> output_specs(const Params& p);
 std::vector<Tensor> make_inputs(const Params& p);
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
+
+// The per-rank pieces every execution shares (simulated: run_reference; MPI: tools/ep_mpi.cpp).
+// Packets [peer] -> bytes. A dispatch row is source rank (i32), token (i32), K expert ids (i32,
+// -1 where the expert is on another rank), K weights (f32), the payload (D FP8 codes or 2 D bytes
+// of BF16) and, for FP8 wires, D / 128 f32 scales; a combine row is the token (i32) and D BF16.
+using Packets = std::vector<std::vector<uint8_t>>;
+int64_t dispatch_row_bytes(const Params& p);
+int64_t combine_row_bytes(const Params& p);
+// Source rank s's dispatch packets, one per destination (rows in token order); with `sends`
+// ([R, 3] i32) adds the V3 path's counts, the landing ranks' forwards included.
+Packets pack_dispatch(const Params& p, int64_t s, const std::vector<Tensor>& in, int32_t* sends);
+// Writes rank d's slices of the receive outputs from its dispatch packets (indexed by source).
+void store_received(const Params& p, int64_t d, const Packets& received, std::vector<Tensor>& out);
+// Rank d's combine packets (per source rank, the BF16 partials of the rows it received from it).
+Packets pack_combine(const Params& p, const Packets& received);
+// Source rank s's slice of y from its combine packets (indexed by sender, added in that order).
+void finish_combine(const Params& p, int64_t s, const Packets& partials, std::vector<Tensor>& out);
 
 double bytes_per_dispatch_send(const Params& p);
 double bytes_per_combine_send(const Params& p);
