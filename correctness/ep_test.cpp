@@ -8,6 +8,7 @@
 #include "correctness/reference_run.hpp"
 #include "reference/ep.hpp"
 #include "reference/ep_checks.hpp"
+#include "reference/ep_placement.hpp"
 #include "reference/netmodel_node_limit.hpp"
 
 namespace dsv3::ep {
@@ -109,6 +110,37 @@ TEST(EpRef, DeliveryCheckCatchesMisroutedLostAndDuplicatedTokens) {
   const CompareReport bad = mutate([&](std::vector<Tensor>& o) { static_cast<uint8_t*>(o[4].raw())[3] ^= 1; });
   EXPECT_FALSE(bad.pass);
   EXPECT_NE(bad.message.find("payload"), std::string::npos) << bad.message;
+}
+
+// EPLB's global policy on a hand-worked case: loads 10, 1, 1, 1 on 2 ranks x 3 slots. The two
+// extra slots go to expert 0 (10/1, then 10/2 beat 1); replicas of 10/3 are packed first: ranks
+// 0, 1, 0 (tie: the lower rank); then the ones: rank 1 (3.33 < 6.67), rank 1, and rank 0 (rank 1
+// is full): loads 7.67 and 5.33, max/mean 7.67 / 6.5. Contiguous: 11 and 2, 11 / 6.5.
+TEST(EpPlacement, GlobalPolicyOnAHandWorkedCase) {
+  const std::vector<double> load = {10, 1, 1, 1};
+  const Placement after = eplb_global(load, 2, 3);
+  EXPECT_EQ(after.replicas, (std::vector<int64_t>{3, 1, 1, 1}));
+  EXPECT_EQ(after.rank_slots[0], (std::vector<int64_t>{0, 0, 3}));
+  EXPECT_EQ(after.rank_slots[1], (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_NEAR(after.max_over_mean, (20.0 / 3 + 1) / 6.5, 1e-12);
+  EXPECT_NEAR(contiguous(load, 2).max_over_mean, 11 / 6.5, 1e-12);
+  EXPECT_THROW(eplb_global(load, 1, 3), std::invalid_argument);  // 3 slots for 4 experts
+  EXPECT_THROW(eplb_global({1, -1}, 2, 1), std::invalid_argument);
+}
+
+TEST(EpPlacement, RedundancyLowersTheImbalanceOfASkewedRouter) {
+  const nlohmann::json rows = placement_study(true);
+  int checked = 0;
+  for (const auto& r : rows) {
+    if (r["skew"].get<double>() < 1.0) continue;
+    EXPECT_GT(r["contiguous_rank_max_over_mean"].get<double>(), 1.2);  // a skewed router loads some ranks more
+    EXPECT_LT(r["eplb_rank_max_over_mean"].get<double>(), r["contiguous_rank_max_over_mean"].get<double>());
+    if (r["redundant"].get<int64_t>() == 32) {
+      EXPECT_LT(r["eplb_rank_max_over_mean"].get<double>(), 1.1);
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);
 }
 
 TEST(EpRef, BadConfigurationsAreRejected) {

@@ -11,6 +11,7 @@
 #include "core/registry.hpp"
 #include "reference/ep.hpp"
 #include "reference/ep_checks.hpp"
+#include "reference/ep_placement.hpp"
 
 namespace dsv3::ep {
 namespace {
@@ -48,6 +49,7 @@ void register_component() {
   c.description = "expert-parallel dispatch (FP8 1x128 or BF16) and combine (BF16) over simulated ranks, V3 node-limited path and link accounting";
   c.eval_cases = eval_cases;
   c.perf_cases = [] { return std::vector<Case>{}; };
+  c.study = [](bool quick) { return nlohmann::json{{"ep_placement", placement_study(quick)}}; };
   bind_case_hooks<Params>(c);
   c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) { return combine_aids(k.as<Params>(), in); };
   c.extra_checks = [](const Case& k, const std::vector<Tensor>& aids, const std::vector<Tensor>& got) {
