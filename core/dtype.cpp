@@ -156,6 +156,15 @@ uint8_t f32_to_e4m3(float x, Saturation sat) {
 }
 uint8_t f32_to_e5m2(float x, Saturation sat) { return static_cast<uint8_t>(encode(x, kE5M2, sat)); }
 
+const std::array<double, 256>& e4m3_values_f64() {
+  static const std::array<double, 256> t = [] {
+    std::array<double, 256> v{};
+    for (int c = 0; c < 256; ++c) v[static_cast<std::size_t>(c)] = e4m3_to_f32(static_cast<uint8_t>(c));
+    return v;
+  }();
+  return t;
+}
+
 float bf16_to_f32(uint16_t c) { return std::bit_cast<float>(static_cast<uint32_t>(c) << 16); }
 float f16_to_f32(uint16_t c) { return decode(c, kF16); }
 float e4m3_to_f32(uint8_t c) { return decode(c, kE4M3); }

@@ -15,6 +15,7 @@
 // These rules are cross-checked against cuda_fp8.hpp (host) and ml_dtypes (tests/golden).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -54,6 +55,8 @@ float f16_to_f32(uint16_t c);
 float e4m3_to_f32(uint8_t c);
 float e5m2_to_f32(uint8_t c);
 float ue8m0_to_f32(uint8_t c);
+// Every E4M3 code's value as double (NaN for the two NaN codes): the GEMM references' decode table.
+const std::array<double, 256>& e4m3_values_f64();
 
 // Decodes one element of `t` stored at `p` to double (f32/u8/u16/i32 included).
 double decode_element(DType t, const void* p, std::size_t index);

@@ -84,6 +84,12 @@ void require_tensor(const Tensor& t, DType dtype, const Shape& shape, const std:
   }
 }
 
+double spec_bytes(const std::vector<TensorSpec>& specs) {
+  double b = 0;
+  for (const TensorSpec& s : specs) b += static_cast<double>(shape_numel(s.shape)) * static_cast<double>(dtype_size(s.dtype));
+  return b;
+}
+
 std::vector<Tensor> allocate(const std::vector<TensorSpec>& specs) {
   std::vector<Tensor> out;
   out.reserve(specs.size());

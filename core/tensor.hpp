@@ -80,6 +80,8 @@ struct TensorSpec {
   Shape shape;
 };
 std::vector<Tensor> allocate(const std::vector<TensorSpec>& specs);
+// Bytes of every tensor the specs name (a case's fewest bytes moved when each is touched once).
+double spec_bytes(const std::vector<TensorSpec>& specs);
 // Checks count, names, dtypes and shapes; throws ShapeError naming `what`, the tensor, and both shapes.
 void require_tensors(const std::vector<Tensor>& ts, const std::vector<TensorSpec>& specs, const std::string& what);
 

@@ -128,12 +128,7 @@ double bytes_per_dispatch_send(const Params& p) {
 }
 double bytes_per_combine_send(const Params& p) { return 2.0 * static_cast<double>(p.dim); }
 
-double bytes_moved(const Params& p) {
-  double b = 0;
-  for (const auto& specs : {input_specs(p), output_specs(p)})
-    for (const TensorSpec& s : specs) b += static_cast<double>(shape_numel(s.shape) * dtype_size(s.dtype));
-  return b;
-}
+double bytes_moved(const Params& p) { return spec_bytes(input_specs(p)) + spec_bytes(output_specs(p)); }
 
 namespace {
 

@@ -21,14 +21,7 @@ namespace {
 using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 constexpr int64_t kRowTile = 128;
 
-const std::array<double, 256>& e4m3_table() {
-  static const std::array<double, 256> t = [] {
-    std::array<double, 256> v{};
-    for (int c = 0; c < 256; ++c) v[static_cast<std::size_t>(c)] = e4m3_to_f32(static_cast<uint8_t>(c));
-    return v;
-  }();
-  return t;
-}
+const std::array<double, 256>& e4m3_table() { return e4m3_values_f64(); }
 
 }  // namespace
 

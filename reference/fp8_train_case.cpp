@@ -183,12 +183,7 @@ double flops(const Params& p) {
   return (p.layer == Layer::linear ? 6.0 : 18.0) * mnk;
 }
 
-double bytes_moved(const Params& p) {
-  double b = 0;
-  for (const auto& specs : {input_specs(p), output_specs(p)})
-    for (const TensorSpec& s : specs) b += static_cast<double>(shape_numel(s.shape) * dtype_size(s.dtype));
-  return b;
-}
+double bytes_moved(const Params& p) { return spec_bytes(input_specs(p)) + spec_bytes(output_specs(p)); }
 
 // ---------------------------------------------------------------------------------------------
 // The FP64 step as check aids

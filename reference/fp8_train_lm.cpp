@@ -178,6 +178,24 @@ std::vector<float> block_backward(const std::vector<float>& dout, Param& norm, s
   return add_bf16(dout, rmsnorm_backward(dn, b.norm, norm));
 }
 
+// The shared output head (a BF16 GEMM in both recipes) and the weighted mean cross-entropy of
+// its FP32 logits: loss, argmax per row, and with `train` the BF16 dlogits for the backward.
+struct HeadPass {
+  LinearCache cache;
+  std::vector<float> dlogits;
+  std::vector<int> top;
+  double loss = 0;
+};
+
+HeadPass head_loss(Lm& m, const std::vector<float>& normed, const std::vector<int>& target, double weight, bool train) {
+  const auto rows = static_cast<int64_t>(target.size());
+  HeadPass h;
+  std::vector<float> logits(static_cast<std::size_t>(rows * m.cfg.vocab));
+  linear_forward(Recipe::bf16, normed.data(), rows, m.head, logits.data(), h.cache);
+  h.loss = cross_entropy(logits, target, m.cfg.vocab, weight, train ? &h.dlogits : nullptr, h.top);
+  return h;
+}
+
 }  // namespace
 
 Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
@@ -199,13 +217,9 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
     h = block_forward(r, h, rows, m.norms[static_cast<std::size_t>(l)], m.mlps[static_cast<std::size_t>(l)], blocks[static_cast<std::size_t>(l)]);
   NormCache final_norm;
   const std::vector<float> hf = rmsnorm(h, rows, m.final_norm, final_norm);
-  LinearCache head;
-  std::vector<float> logits(static_cast<std::size_t>(rows * c.vocab));
-  linear_forward(Recipe::bf16, hf.data(), rows, m.head, logits.data(), head);
-  std::vector<float> dlogits;
-  std::vector<int> top_main;
+  HeadPass main = head_loss(m, hf, target, 1.0, train);
   Pass out;
-  out.loss_main = cross_entropy(logits, target, c.vocab, 1.0, train ? &dlogits : nullptr, top_main);
+  out.loss_main = main.loss;
 
   // MTP module over positions 0 .. seq-2 of each sequence.
   std::vector<float> e(static_cast<std::size_t>(mrows * d)), hprev(static_cast<std::size_t>(mrows * d));
@@ -232,20 +246,16 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
   g = block_forward(r, g, mrows, m.mtp_norm, m.mtp_mlp, mtp_block);
   NormCache shared;
   const std::vector<float> gs = rmsnorm(g, mrows, m.shared_norm, shared);
-  LinearCache head2;
-  std::vector<float> logits2(static_cast<std::size_t>(mrows * c.vocab));
-  linear_forward(Recipe::bf16, gs.data(), mrows, m.head, logits2.data(), head2);
-  std::vector<float> dlogits2;
-  std::vector<int> top_mtp;
-  out.loss_mtp = cross_entropy(logits2, target2, c.vocab, c.mtp_lambda, train ? &dlogits2 : nullptr, top_mtp);
+  HeadPass mtp = head_loss(m, gs, target2, c.mtp_lambda, train);
+  out.loss_mtp = mtp.loss;
   out.loss = out.loss_main + c.mtp_lambda * out.loss_mtp;
 
   int64_t agree = 0, correct = 0;
   for (int64_t s = 0; s < c.batch; ++s)
     for (int64_t i = 0; i < c.seq; ++i) {
       const int64_t row = s * c.seq + i;
-      correct += top_main[static_cast<std::size_t>(row)] == target[static_cast<std::size_t>(row)];
-      if (i + 1 < c.seq) agree += top_mtp[static_cast<std::size_t>(s * (c.seq - 1) + i)] == top_main[static_cast<std::size_t>(row + 1)];
+      correct += main.top[static_cast<std::size_t>(row)] == target[static_cast<std::size_t>(row)];
+      if (i + 1 < c.seq) agree += mtp.top[static_cast<std::size_t>(s * (c.seq - 1) + i)] == main.top[static_cast<std::size_t>(row + 1)];
     }
   out.mtp_acceptance = static_cast<double>(agree) / static_cast<double>(mrows);
   out.main_accuracy = static_cast<double>(correct) / static_cast<double>(rows);
@@ -253,7 +263,7 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
 
   // Backward: the MTP module first, then the main model with the MTP's gradient into hf.
   std::vector<float> dgs(gs.size());
-  linear_backward(head2, dlogits2.data(), dgs.data(), m.head);
+  linear_backward(mtp.cache, mtp.dlogits.data(), dgs.data(), m.head);
   std::vector<float> dg = rmsnorm_backward(dgs, shared, m.shared_norm);
   dg = block_backward(dg, m.mtp_norm, m.mtp_mlp, mtp_block);
   std::vector<float> dcat(cat.size());
@@ -266,7 +276,7 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
   const std::vector<float> de = rmsnorm_backward(dne, en, m.enorm), dhprev = rmsnorm_backward(dnh, hn, m.hnorm);
 
   std::vector<float> dhf(hf.size());
-  linear_backward(head, dlogits.data(), dhf.data(), m.head);
+  linear_backward(main.cache, main.dlogits.data(), dhf.data(), m.head);
   for (int64_t s = 0; s < c.batch; ++s)
     for (int64_t i = 0; i + 1 < c.seq; ++i) {
       const int64_t row = s * (c.seq - 1) + i, main_row = s * c.seq + i;
