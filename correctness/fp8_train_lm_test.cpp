@@ -1,6 +1,7 @@
 // The tiny LM of reference/fp8_train_lm.hpp: its corpus (and the errors for a missing or corrupt
 // one), its gradients against finite differences, and a short training run in both recipes.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <fstream>

@@ -2,12 +2,6 @@
 // BF16 wires, every token to one rank), the simulated-ranks reference, and two checks that hold
 // for any execution of a case whatever its order: the delivery check (every token at exactly the
 // ranks that hold its experts, payload and choices intact) and the combine's bound against FP64.
-#include <cmath>
-#include <cstring>
-#include <map>
-#include <set>
-#include <tuple>
-
 #include "core/registry.hpp"
 #include "reference/ep.hpp"
 #include "reference/ep_checks.hpp"

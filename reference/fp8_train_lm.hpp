@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -106,7 +107,6 @@ struct Pass {
 // parameters' grad.
 Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train);
 
-
 struct EvalResult {
   double loss_main = 0, loss_mtp = 0;
   double mtp_acceptance = 0;  // MTP argmax at i == main argmax at i + 1 (teacher-forced, held-out)
@@ -128,7 +128,7 @@ struct TrainResult {
   EvalResult final_eval;
 };
 
-// Trains a fresh model (initialised from cfg.seed) and returns its log. `progress` (may be null)
+// Trains a fresh model (initialised from t.seed) and returns its log. `progress` (may be null)
 // gets one line every eval. With `weights_out` non-empty the final weights are written there as
 // safetensors with the names above (atomically).
 TrainResult train_lm(const LmConfig& m, const TrainConfig& t, const Corpus& corpus, std::ostream* progress,

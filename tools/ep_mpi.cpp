@@ -95,7 +95,7 @@ Packets exchange(const Packets& send, const char* what) {
   return recv;
 }
 
-// Rank 0 collects every rank's part of `t`: `part(r)` gives rank r's byte range [offset, offset + bytes).
+// Rank 0 collects every rank's slice of `t`: rank r owns bytes [r slice_bytes, (r + 1) slice_bytes).
 void gather_slices(dsv3::Tensor& t, std::size_t slice_bytes) {
   auto* base = static_cast<uint8_t*>(t.raw());
   if (g_rank == 0) {
