@@ -2,6 +2,8 @@
 #include "core/model_config.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <type_traits>
@@ -140,12 +142,22 @@ std::vector<std::string> list_models() { return list_json_stems(datasets_dir() /
 ModelConfig find_model(const std::string& id) {
   const auto dir = datasets_dir() / "models";
   const auto path = dir / (id + ".json");
+  // Parsed once per file and process: the cases' Params ask for their config on every call,
+  // timed paths included (the files do not change while the suite runs).
+  static std::mutex mutex;
+  static std::map<std::string, ModelConfig> parsed;
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = parsed.find(path.string()); it != parsed.end()) return it->second;
+  }
   std::error_code ec;
   if (id.empty() || id.find('/') != std::string::npos || !std::filesystem::is_regular_file(path, ec))
     throw InputError(path.string() + ": no model config '" + id + "'; available: " + available_json_stems(dir));
   ModelConfig c = load_model_config(path);
   if (c.id != id)
     throw InputError(path.string() + ": field 'id' is '" + c.id + "', but the file name says '" + id + "'");
+  const std::lock_guard<std::mutex> lock(mutex);
+  parsed.emplace(path.string(), c);
   return c;
 }
 
