@@ -15,11 +15,7 @@ std::string skip_reason(const Variant& v, const Case& c) {
   return v.unsupported(c);
 }
 
-const Tensor* Checker::RefEntry::aid(const std::string& name) const {
-  for (const Tensor& t : aids)
-    if (t.name() == name) return &t;
-  return nullptr;
-}
+const Tensor* Checker::RefEntry::aid(const std::string& name) const { return find_tensor(aids, name); }
 
 const Checker::RefEntry& Checker::reference(const Component& comp, const Case& c) {
   const std::string key = comp.name + "|" + c.id;

@@ -84,6 +84,12 @@ void require_tensor(const Tensor& t, DType dtype, const Shape& shape, const std:
   }
 }
 
+const Tensor* find_tensor(const std::vector<Tensor>& ts, const std::string& name) {
+  for (const Tensor& t : ts)
+    if (t.name() == name) return &t;
+  return nullptr;
+}
+
 double spec_bytes(const std::vector<TensorSpec>& specs) {
   double b = 0;
   for (const TensorSpec& s : specs) b += static_cast<double>(shape_numel(s.shape)) * static_cast<double>(dtype_size(s.dtype));

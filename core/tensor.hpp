@@ -80,6 +80,8 @@ struct TensorSpec {
   Shape shape;
 };
 std::vector<Tensor> allocate(const std::vector<TensorSpec>& specs);
+// The tensor of `ts` named `name`, or nullptr.
+const Tensor* find_tensor(const std::vector<Tensor>& ts, const std::string& name);
 // Bytes of every tensor the specs name (a case's fewest bytes moved when each is touched once).
 double spec_bytes(const std::vector<TensorSpec>& specs);
 // Checks count, names, dtypes and shapes; throws ShapeError naming `what`, the tensor, and both shapes.

@@ -21,8 +21,7 @@ Params params(int64_t r, int64_t g, int64_t t, int64_t m = 0, Draw d = Draw::rou
 }
 
 const Tensor& named(const std::vector<Tensor>& ts, const std::string& n) {
-  for (const Tensor& t : ts)
-    if (t.name() == n) return t;
+  if (const Tensor* t = find_tensor(ts, n)) return *t;
   throw std::logic_error("no tensor " + n);
 }
 

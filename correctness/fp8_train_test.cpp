@@ -250,8 +250,7 @@ TEST(Fp8TrainAdamW, NonFiniteGradientSkipsTheWholeStep) {
 std::vector<Tensor> run_case(const Params& p) { return run_reference_poisoned(p, make_inputs(p)); }
 
 const Tensor& named(const std::vector<Tensor>& ts, const std::string& name) {
-  for (const Tensor& t : ts)
-    if (t.name() == name) return t;
+  if (const Tensor* t = find_tensor(ts, name)) return *t;
   throw std::logic_error("no tensor " + name);
 }
 

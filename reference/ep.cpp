@@ -132,34 +132,6 @@ double bytes_moved(const Params& p) { return spec_bytes(input_specs(p)) + spec_b
 
 namespace {
 
-struct Encoded {
-  std::vector<uint8_t> codes;  // [T, D] (FP8) or the BF16 bits [T, 2 D]
-  std::vector<float> scales;   // [T, D / 128]
-};
-
-// Rank s's tokens on the wire.
-Encoded encode(const Params& p, const Tensor& x, int64_t s) {
-  const int64_t t = p.tokens, d = p.dim;
-  Encoded e;
-  const auto* src = x.span<const uint16_t>().data() + s * t * d;
-  if (p.wire == Wire::bf16) {
-    e.codes.resize(static_cast<std::size_t>(t * d * 2));
-    std::memcpy(e.codes.data(), src, e.codes.size());
-    return e;
-  }
-  fp8::Params q;
-  q.op = fp8::Op::quant_1x128;
-  q.m = t;
-  q.k = d;
-  q.scale_fmt = p.wire == Wire::fp8_pow2 ? fp8::ScaleFmt::ue8m0 : fp8::ScaleFmt::f32;
-  Tensor xs("x", DType::bf16, {t, d}), codes("codes", DType::e4m3, {t, d}), scales("scales", DType::f32, {t, d / 128});
-  std::memcpy(xs.raw(), src, xs.nbytes());
-  fp8::quant_1x128(xs, codes, scales, q);
-  e.codes.assign(codes.span<const uint8_t>().begin(), codes.span<const uint8_t>().end());
-  e.scales.assign(scales.span<const float>().begin(), scales.span<const float>().end());
-  return e;
-}
-
 int64_t payload_bytes(const Params& p) { return p.wire == Wire::bf16 ? 2 * p.dim : p.dim; }
 int64_t scale_bytes(const Params& p) { return p.wire == Wire::bf16 ? 0 : 4 * p.scale_groups(); }
 int64_t topk(const Params& p) { return p.routing().topk; }
@@ -185,19 +157,40 @@ struct RowView {
   }
 };
 
-// The dequantized channel j of a received row (FP32 RN(code * scale) for FP8, as fp8_quant dequantizes).
-float dequant(const Params& p, const RowView& row, int64_t j) {
+}  // namespace
+
+WireRows encode_wire(const Params& p, const Tensor& x, int64_t row0, int64_t rows) {
+  const int64_t d = p.dim;
+  WireRows e;
+  const auto* src = x.span<const uint16_t>().data() + row0 * d;
+  if (p.wire == Wire::bf16) {
+    e.codes.resize(static_cast<std::size_t>(rows * d * 2));
+    std::memcpy(e.codes.data(), src, e.codes.size());
+    return e;
+  }
+  fp8::Params q;
+  q.op = fp8::Op::quant_1x128;
+  q.m = rows;
+  q.k = d;
+  q.scale_fmt = p.wire == Wire::fp8_pow2 ? fp8::ScaleFmt::ue8m0 : fp8::ScaleFmt::f32;
+  Tensor xs("x", DType::bf16, {rows, d}), codes("codes", DType::e4m3, {rows, d}), scales("scales", DType::f32, {rows, d / 128});
+  std::memcpy(xs.raw(), src, xs.nbytes());
+  fp8::quant_1x128(xs, codes, scales, q);
+  e.codes.assign(codes.span<const uint8_t>().begin(), codes.span<const uint8_t>().end());
+  e.scales.assign(scales.span<const float>().begin(), scales.span<const float>().end());
+  return e;
+}
+
+float wire_value(const Params& p, const uint8_t* payload, const uint8_t* scales, int64_t j) {
   if (p.wire == Wire::bf16) {
     uint16_t b;
-    std::memcpy(&b, row.payload() + 2 * j, 2);
+    std::memcpy(&b, payload + 2 * j, 2);
     return bf16_to_f32(b);
   }
   float scale;
-  std::memcpy(&scale, row.payload() + p.dim + 4 * (j / 128), 4);
-  return fp8math::fmul(e4m3_to_f32(row.payload()[j]), scale);
+  std::memcpy(&scale, scales + 4 * (j / 128), 4);
+  return fp8math::fmul(e4m3_to_f32(payload[j]), scale);
 }
-
-}  // namespace
 
 int64_t dispatch_row_bytes(const Params& p) { return 8 + 8 * topk(p) + payload_bytes(p) + scale_bytes(p); }
 int64_t combine_row_bytes(const Params& p) { return 4 + 2 * p.dim; }
@@ -211,7 +204,7 @@ Packets pack_dispatch(const Params& p, int64_t s, const std::vector<Tensor>& in,
     if (idx[static_cast<std::size_t>(i)] < 0 || idx[static_cast<std::size_t>(i)] >= pl.experts)
       throw std::invalid_argument("ep: indices hold expert " + std::to_string(idx[static_cast<std::size_t>(i)]) + " at flat position " +
                                   std::to_string(i) + ", outside 0.." + std::to_string(pl.experts - 1));
-  const Encoded enc = encode(p, in[0], s);
+  const WireRows enc = encode_wire(p, in[0], s * T, T);
   Packets out(static_cast<std::size_t>(R));
   std::vector<int32_t> experts(static_cast<std::size_t>(K));
   std::vector<float> weights(static_cast<std::size_t>(K));
@@ -296,7 +289,7 @@ Packets pack_combine(const Params& p, const Packets& received) {
       const int32_t token = row.token();
       put(b, &token, 1);
       for (int64_t j = 0; j < D; ++j) {
-        const double xhat = dequant(p, row, j);
+        const double xhat = wire_value(p, row.payload(), row.payload() + p.dim, j);
         double acc = 0;
         for (int64_t c = 0; c < K; ++c)
           if (row.expert(c) >= 0) acc += static_cast<double>(row.weight(c)) * expert_scale(row.expert(c), E) * xhat;

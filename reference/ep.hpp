@@ -96,6 +96,17 @@ Packets pack_combine(const Params& p, const Packets& received);
 // Source rank s's slice of y from its combine packets (indexed by sender, added in that order).
 void finish_combine(const Params& p, int64_t s, const Packets& partials, std::vector<Tensor>& out);
 
+// The wire form of rows [row0, row0 + rows) of x ([R T, D] BF16): FP8 codes (D per row) and
+// their 1x128 scales (fp8_quant's quant_1x128), or the BF16 bits (2 D bytes per row).
+struct WireRows {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+};
+WireRows encode_wire(const Params& p, const Tensor& x, int64_t row0, int64_t rows);
+// Channel j of a wire row as a receiver reads it: the BF16 value, or RN32(code * scale) with the
+// row's scales at `scales` (f32, possibly unaligned).
+float wire_value(const Params& p, const uint8_t* payload, const uint8_t* scales, int64_t j);
+
 double bytes_per_dispatch_send(const Params& p);
 double bytes_per_combine_send(const Params& p);
 double bytes_moved(const Params& p);  // every input read once and every output written once

@@ -6,16 +6,12 @@
 #include <set>
 #include <utility>
 
-#include "core/dtype.hpp"
-#include "core/fp8_math.hpp"
-#include "reference/fp8_quant.hpp"
 
 namespace dsv3::ep {
 namespace {
 
 const Tensor& named(const std::vector<Tensor>& ts, const std::string& name) {
-  for (const Tensor& t : ts)
-    if (t.name() == name) return t;
+  if (const Tensor* t = find_tensor(ts, name)) return *t;
   throw std::logic_error("ep check: tensor '" + name + "' missing");
 }
 
@@ -32,20 +28,9 @@ CompareReport failed(CompareReport r, const std::string& why) {
 std::vector<Tensor> combine_aids(const Params& p, const std::vector<Tensor>& in) {
   const int64_t R = p.ranks, T = p.tokens, D = p.dim, K = p.routing().topk, E = p.routing().experts, rb = row_bytes(p);
   Tensor wire("wire:x", DType::u8, {R, T, rb}), scales("wire:scales", DType::f32, {R, T, p.scale_groups()});
-  if (p.wire == Wire::bf16) {
-    std::memcpy(wire.raw(), in[0].raw(), in[0].nbytes());
-  } else {
-    fp8::Params q;
-    q.op = fp8::Op::quant_1x128;
-    q.m = R * T;
-    q.k = D;
-    q.scale_fmt = p.wire == Wire::fp8_pow2 ? fp8::ScaleFmt::ue8m0 : fp8::ScaleFmt::f32;
-    Tensor xs("x", DType::bf16, {R * T, D}), codes("codes", DType::e4m3, {R * T, D}), sc("scales", DType::f32, {R * T, D / 128});
-    std::memcpy(xs.raw(), in[0].raw(), in[0].nbytes());
-    fp8::quant_1x128(xs, codes, sc, q);  // per row: the same as each rank quantizing its own rows
-    std::memcpy(wire.raw(), codes.raw(), codes.nbytes());
-    std::memcpy(scales.raw(), sc.raw(), sc.nbytes());
-  }
+  const WireRows enc = encode_wire(p, in[0], 0, R * T);  // per row: the same as each rank encoding its own rows
+  std::memcpy(wire.raw(), enc.codes.data(), enc.codes.size());
+  if (p.wire != Wire::bf16) std::memcpy(scales.raw(), enc.scales.data(), enc.scales.size() * 4);
   Tensor y64("fp64:y", DType::f32, {R, T, D}), mag("magnitude:y", DType::f32, {R, T, D});
   const auto idx = in[1].span<const int32_t>();
   const auto w = in[2].span<const float>();
@@ -53,14 +38,8 @@ std::vector<Tensor> combine_aids(const Params& p, const std::vector<Tensor>& in)
   const auto sc = scales.span<const float>();
   for (int64_t t = 0; t < R * T; ++t)
     for (int64_t j = 0; j < D; ++j) {
-      double xhat = 0;
-      if (p.wire == Wire::bf16) {
-        uint16_t b;
-        std::memcpy(&b, codes + t * rb + 2 * j, 2);
-        xhat = bf16_to_f32(b);
-      } else {
-        xhat = fp8math::fmul(e4m3_to_f32(codes[t * rb + j]), sc[static_cast<std::size_t>(t * p.scale_groups() + j / 128)]);
-      }
+      const double xhat =
+          wire_value(p, codes + t * rb, reinterpret_cast<const uint8_t*>(sc.data() + t * p.scale_groups()), j);
       double s = 0, m = 0;
       for (int64_t c = 0; c < K; ++c) {
         const double v = static_cast<double>(w[static_cast<std::size_t>(t * K + c)]) * expert_scale(idx[static_cast<std::size_t>(t * K + c)], E) * xhat;

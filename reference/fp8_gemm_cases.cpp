@@ -138,9 +138,7 @@ std::vector<Tensor> aids(const Case& c, const std::vector<Tensor>& in, const std
 
 // calc_diff of the variant's token rows against the FP64 product of the BF16 originals.
 std::vector<CompareReport> extra_checks(const Case&, const std::vector<Tensor>& aid, const std::vector<Tensor>& got) {
-  const Tensor* ref = nullptr;
-  for (const Tensor& t : aid)
-    if (t.name() == "f64_original:d") ref = &t;
+  const Tensor* ref = find_tensor(aid, "f64_original:d");
   if (!ref) return {};
   const Tensor& d = got.at(0);
   CompareReport r;

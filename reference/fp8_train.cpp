@@ -36,8 +36,6 @@ math::AdamWConst adamw_const(const AdamW& h, int64_t t) {
 
 namespace {
 
-float bf16_round(double v) { return bf16_to_f32(bf16_from_f64(v)); }
-
 void require_param(const Param& p, int64_t rows, int64_t cols, const char* what) {
   const auto n = static_cast<std::size_t>(rows * cols);
   if (p.rows != rows || p.cols != cols || p.w.size() != n || p.grad.size() != n || p.m.size() != n || p.v.size() != n)
@@ -65,7 +63,7 @@ template <class T> std::vector<T> transposed(const T* x, int64_t rows, int64_t c
 // Copies the first `real` columns of each row of a [rows, ld] f32 buffer, rounded to BF16.
 void store_bf16(const std::vector<float>& src, int64_t rows, int64_t ld, int64_t real, float* dst) {
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < real; ++c) dst[r * real + c] = bf16_round(src[static_cast<std::size_t>(r * ld + c)]);
+    for (int64_t c = 0; c < real; ++c) dst[r * real + c] = bf16_value(src[static_cast<std::size_t>(r * ld + c)]);
 }
 
 }  // namespace
@@ -139,7 +137,7 @@ void swiglu_forward(Recipe r, const float* x, int64_t m, const Param& gate, cons
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < f; ++j) {
       const double h1 = h[static_cast<std::size_t>(i * 2 * fp + j)], h3 = h[static_cast<std::size_t>(i * 2 * fp + fp + j)];
-      a[static_cast<std::size_t>(i * f + j)] = bf16_round(silu(h1) * h3);
+      a[static_cast<std::size_t>(i * f + j)] = bf16_value(silu(h1) * h3);
     }
   if (r == Recipe::fp8)
     c.hq = quantize_1x128(h.data(), m, 2 * fp);
@@ -158,7 +156,7 @@ void swiglu_backward(SwigluCache& c, const float* dy, float* dx, Param& gate, Pa
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < f; ++j)
       a[static_cast<std::size_t>(i * f + j)] =
-          bf16_round(silu(h[static_cast<std::size_t>(i * 2 * fp + j)]) * h[static_cast<std::size_t>(i * 2 * fp + fp + j)]);
+          bf16_value(silu(h[static_cast<std::size_t>(i * 2 * fp + j)]) * h[static_cast<std::size_t>(i * 2 * fp + fp + j)]);
 
   std::vector<float> da(static_cast<std::size_t>(m * f));
   linear_backward(c.down, dy, da.data(), down, a.data());  // dA, and W2's gradient from A'
@@ -168,8 +166,8 @@ void swiglu_backward(SwigluCache& c, const float* dy, float* dx, Param& gate, Pa
     for (int64_t j = 0; j < f; ++j) {
       const double g = da[static_cast<std::size_t>(i * f + j)];
       const double h1 = h[static_cast<std::size_t>(i * 2 * fp + j)], h3 = h[static_cast<std::size_t>(i * 2 * fp + fp + j)];
-      dh[static_cast<std::size_t>(i * 2 * fp + j)] = bf16_round(g * h3 * silu_grad(h1));
-      dh[static_cast<std::size_t>(i * 2 * fp + fp + j)] = bf16_round(g * silu(h1));
+      dh[static_cast<std::size_t>(i * 2 * fp + j)] = bf16_value(g * h3 * silu_grad(h1));
+      dh[static_cast<std::size_t>(i * 2 * fp + fp + j)] = bf16_value(g * silu(h1));
     }
   std::fill(c.w13.grad.begin(), c.w13.grad.end(), 0.0f);
   linear_backward(c.up, dh.data(), dx, c.w13);

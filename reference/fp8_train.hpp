@@ -96,6 +96,8 @@ void gemm_bf16(const float* a, const float* b, int64_t m, int64_t n, int64_t k, 
 
 // Rounds every value to BF16 (returned as floats holding BF16 values).
 void round_bf16(std::vector<float>& v);
+// One correct rounding of an FP64 value to BF16, as a float.
+float bf16_value(double v);
 
 // One parameter tensor and its optimizer state.
 struct Param {

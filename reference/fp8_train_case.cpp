@@ -197,12 +197,6 @@ Tensor aid(const std::string& name, const Shape& shape, const std::vector<double
   return t;
 }
 
-const Tensor* find(const std::vector<Tensor>& ts, const std::string& name) {
-  for (const Tensor& t : ts)
-    if (t.name() == name) return &t;
-  return nullptr;
-}
-
 }  // namespace
 
 std::vector<Tensor> high_precision_aids(const Params& p, const std::vector<Tensor>& in) {
@@ -288,7 +282,7 @@ std::vector<CompareReport> high_precision_checks(const Params& p, const std::vec
                                                  const std::vector<Tensor>& got) {
   std::vector<CompareReport> reps;
   auto need = [&](const std::string& name) -> const Tensor& {
-    const Tensor* t = find(aids, name);
+    const Tensor* t = find_tensor(aids, name);
     if (!t) throw std::logic_error("fp8_train: check aid '" + name + "' missing");
     return *t;
   };

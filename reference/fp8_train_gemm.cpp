@@ -173,6 +173,8 @@ void gemm_bf16(const float* a, const float* b, int64_t m, int64_t n, int64_t k, 
   });
 }
 
+float bf16_value(double v) { return bf16_to_f32(bf16_from_f64(v)); }
+
 void round_bf16(std::vector<float>& v) {
   for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
 }

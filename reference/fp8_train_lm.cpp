@@ -35,8 +35,6 @@ namespace {
 constexpr double kNormEps = 1e-6;  // model.py RMSNorm
 constexpr double kInitStd = 0.02;
 
-float bf16r(double v) { return bf16_to_f32(bf16_from_f64(v)); }
-
 Param new_param(const std::string& name, int64_t rows, int64_t cols, uint64_t seed, bool ones) {
   Param p{name, rows, cols, {}, {}, {}, {}};
   p.w = ones ? std::vector<float>(static_cast<std::size_t>(rows * cols), 1.0f) : draw(Dist::normal, seed, rows * cols, cols, kInitStd);
@@ -96,7 +94,7 @@ std::vector<float> rmsnorm(const std::vector<float>& x, int64_t rows, const Para
     const double inv = 1.0 / std::sqrt(ss / static_cast<double>(d) + kNormEps);
     c.inv_rms[static_cast<std::size_t>(r)] = inv;
     for (int64_t j = 0; j < d; ++j)
-      y[static_cast<std::size_t>(r * d + j)] = bf16r(x[static_cast<std::size_t>(r * d + j)] * inv * w.w[static_cast<std::size_t>(j)]);
+      y[static_cast<std::size_t>(r * d + j)] = bf16_value(x[static_cast<std::size_t>(r * d + j)] * inv * w.w[static_cast<std::size_t>(j)]);
   }
   return y;
 }
@@ -118,7 +116,7 @@ std::vector<float> rmsnorm_backward(const std::vector<float>& dy, const NormCach
     for (int64_t j = 0; j < d; ++j) {
       const std::size_t e = static_cast<std::size_t>(r * d + j);
       const double xhat = c.x[e] * inv;
-      dx[e] = bf16r(inv * (dy[e] * static_cast<double>(w.w[static_cast<std::size_t>(j)]) - xhat * dot / static_cast<double>(d)));
+      dx[e] = bf16_value(inv * (dy[e] * static_cast<double>(w.w[static_cast<std::size_t>(j)]) - xhat * dot / static_cast<double>(d)));
     }
   }
   for (int64_t j = 0; j < d; ++j) w.grad[static_cast<std::size_t>(j)] += static_cast<float>(dw[static_cast<std::size_t>(j)]);
@@ -147,14 +145,14 @@ double cross_entropy(const std::vector<float>& logits, const std::vector<int>& t
     if (dlogits)
       for (int64_t j = 0; j < v; ++j)
         (*dlogits)[static_cast<std::size_t>(r * v + j)] =
-            bf16r(weight * (p[static_cast<std::size_t>(j)] / z - (j == t ? 1.0 : 0.0)) / static_cast<double>(rows));
+            bf16_value(weight * (p[static_cast<std::size_t>(j)] / z - (j == t ? 1.0 : 0.0)) / static_cast<double>(rows));
   }
   return loss / static_cast<double>(rows);
 }
 
 std::vector<float> add_bf16(const std::vector<float>& a, const std::vector<float>& b) {
   std::vector<float> s(a.size());
-  for (std::size_t i = 0; i < a.size(); ++i) s[i] = bf16r(static_cast<double>(a[i]) + b[i]);
+  for (std::size_t i = 0; i < a.size(); ++i) s[i] = bf16_value(static_cast<double>(a[i]) + b[i]);
   return s;
 }
 
@@ -282,7 +280,7 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
       const int64_t row = s * (c.seq - 1) + i, main_row = s * c.seq + i;
       for (int64_t j = 0; j < d; ++j) {
         float& v = dhf[static_cast<std::size_t>(main_row * d + j)];
-        v = bf16r(static_cast<double>(v) + dhprev[static_cast<std::size_t>(row * d + j)]);
+        v = bf16_value(static_cast<double>(v) + dhprev[static_cast<std::size_t>(row * d + j)]);
       }
       for (int64_t j = 0; j < d; ++j) m.embed.grad[static_cast<std::size_t>(tok(s, i + 1) * d + j)] += de[static_cast<std::size_t>(row * d + j)];
     }
@@ -297,15 +295,21 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
 
 namespace {
 
-Batch sample(const std::vector<uint8_t>& text, const LmConfig& c, Rng& rng) {
-  const int64_t t1 = c.seq + 1, span = static_cast<int64_t>(text.size()) - t1;
+// A batch of c.batch windows of seq + 1 bytes; window s starts at start(s).
+template <class Start> Batch windows_at(const std::vector<uint8_t>& text, const LmConfig& c, Start start) {
+  const int64_t t1 = c.seq + 1;
   Batch b;
   b.tokens.resize(static_cast<std::size_t>(c.batch * t1));
   for (int64_t s = 0; s < c.batch; ++s) {
-    const int64_t at = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(span + 1));
+    const int64_t at = start(s);
     for (int64_t i = 0; i < t1; ++i) b.tokens[static_cast<std::size_t>(s * t1 + i)] = text[static_cast<std::size_t>(at + i)];
   }
   return b;
+}
+
+Batch sample(const std::vector<uint8_t>& text, const LmConfig& c, Rng& rng) {
+  const auto span = static_cast<uint64_t>(static_cast<int64_t>(text.size()) - c.seq - 1);
+  return windows_at(text, c, [&](int64_t) { return static_cast<int64_t>(rng.next() % (span + 1)); });
 }
 
 EvalResult evaluate(Lm& m, Recipe r, const std::vector<uint8_t>& text, int64_t windows) {
@@ -314,12 +318,8 @@ EvalResult evaluate(Lm& m, Recipe r, const std::vector<uint8_t>& text, int64_t w
   EvalResult e;
   int64_t batches = 0;
   for (int64_t w0 = 0; w0 < windows; w0 += c.batch, ++batches) {
-    Batch b;
-    b.tokens.resize(static_cast<std::size_t>(c.batch * t1));
-    for (int64_t s = 0; s < c.batch; ++s) {
-      const int64_t at = std::min(w0 + s, windows - 1) * stride;  // a short last batch repeats its last window
-      for (int64_t i = 0; i < t1; ++i) b.tokens[static_cast<std::size_t>(s * t1 + i)] = text[static_cast<std::size_t>(at + i)];
-    }
+    // A short last batch repeats its last window.
+    const Batch b = windows_at(text, c, [&](int64_t s) { return std::min(w0 + s, windows - 1) * stride; });
     const Pass p = run_pass(m, r, b, false);
     e.loss_main += p.loss_main;
     e.loss_mtp += p.loss_mtp;
