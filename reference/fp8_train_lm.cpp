@@ -11,6 +11,7 @@
 #include "core/dtype.hpp"
 #include "core/fill.hpp"
 #include "core/safetensors.hpp"
+#include "reference/mtp_accept.hpp"
 
 namespace dsv3::fp8train {
 
@@ -182,6 +183,7 @@ struct HeadPass {
   LinearCache cache;
   std::vector<float> dlogits;
   std::vector<int> top;
+  std::vector<float> logits;  // kept for evaluation passes
   double loss = 0;
 };
 
@@ -191,6 +193,7 @@ HeadPass head_loss(Lm& m, const std::vector<float>& normed, const std::vector<in
   std::vector<float> logits(static_cast<std::size_t>(rows * m.cfg.vocab));
   linear_forward(Recipe::bf16, normed.data(), rows, m.head, logits.data(), h.cache);
   h.loss = cross_entropy(logits, target, m.cfg.vocab, weight, train ? &h.dlogits : nullptr, h.top);
+  if (!train) h.logits = std::move(logits);
   return h;
 }
 
@@ -248,17 +251,14 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train) {
   out.loss_mtp = mtp.loss;
   out.loss = out.loss_main + c.mtp_lambda * out.loss_mtp;
 
-  int64_t agree = 0, correct = 0;
-  for (int64_t s = 0; s < c.batch; ++s)
-    for (int64_t i = 0; i < c.seq; ++i) {
-      const int64_t row = s * c.seq + i;
-      correct += main.top[static_cast<std::size_t>(row)] == target[static_cast<std::size_t>(row)];
-      if (i + 1 < c.seq) agree += mtp.top[static_cast<std::size_t>(s * (c.seq - 1) + i)] == main.top[static_cast<std::size_t>(row + 1)];
-    }
-  out.mtp_acceptance = static_cast<double>(agree) / static_cast<double>(mrows);
+  int64_t correct = 0;
+  for (int64_t row = 0; row < rows; ++row) correct += main.top[static_cast<std::size_t>(row)] == target[static_cast<std::size_t>(row)];
   out.main_accuracy = static_cast<double>(correct) / static_cast<double>(rows);
-  if (!train) return out;
-
+  if (!train) {
+    out.main_logits = std::move(main.logits);
+    out.mtp_logits = std::move(mtp.logits);
+    return out;
+  }
   // Backward: the MTP module first, then the main model with the MTP's gradient into hf.
   std::vector<float> dgs(gs.size());
   linear_backward(mtp.cache, mtp.dlogits.data(), dgs.data(), m.head);
@@ -312,21 +312,53 @@ Batch sample(const std::vector<uint8_t>& text, const LmConfig& c, Rng& rng) {
   return windows_at(text, c, [&](int64_t) { return static_cast<int64_t>(rng.next() % (span + 1)); });
 }
 
+// softmax of one row of logits in FP64, rounded to FP32 (the verification rules take FP32 rows).
+void softmax_row(const float* logits, int64_t V, float* p) {
+  double mx = logits[0], z = 0;
+  for (int64_t x = 1; x < V; ++x) mx = std::max(mx, static_cast<double>(logits[x]));
+  for (int64_t x = 0; x < V; ++x) z += std::exp(logits[x] - mx);
+  for (int64_t x = 0; x < V; ++x) p[x] = static_cast<float>(std::exp(logits[x] - mx) / z);
+}
+
+// Adds one batch's speculative acceptances (EvalResult) as sums over its row pairs; returns the
+// number of pairs. The draws of the temperature-1 rule come from `rng`.
+int64_t add_acceptance(const LmConfig& c, const Pass& p, Rng& rng, EvalResult& e) {
+  const int64_t V = c.vocab;
+  std::vector<float> pp(static_cast<std::size_t>(2 * V)), q(static_cast<std::size_t>(V));
+  int32_t tokens[2];
+  int64_t pairs = 0;
+  for (int64_t s = 0; s < c.batch; ++s)
+    for (int64_t i = 0; i + 1 < c.seq; ++i, ++pairs) {
+      softmax_row(&p.main_logits[static_cast<std::size_t>((s * c.seq + i + 1) * V)], V, pp.data());
+      std::copy_n(pp.begin(), V, pp.begin() + V);  // the bonus row is not looked at here: any distribution
+      softmax_row(&p.mtp_logits[static_cast<std::size_t>((s * (c.seq - 1) + i) * V)], V, q.data());
+      const int32_t greedy_draft = mtp::argmax(q.data(), V);
+      e.mtp_acceptance += static_cast<double>(mtp::verify(mtp::Rule::greedy, pp.data(), q.data(), &greedy_draft, nullptr, 1, V, tokens));
+      const uint32_t bits[2] = {static_cast<uint32_t>(rng.next() >> 32), static_cast<uint32_t>(rng.next() >> 32)};
+      const int32_t draft = mtp::sample_index(q.data(), nullptr, V, static_cast<uint32_t>(rng.next() >> 32));
+      e.mtp_acceptance_t1 += static_cast<double>(mtp::verify(mtp::Rule::sample, pp.data(), q.data(), &draft, bits, 1, V, tokens));
+      for (int64_t x = 0; x < V; ++x) e.mtp_acceptance_t1_expected += std::min(pp[static_cast<std::size_t>(x)], q[static_cast<std::size_t>(x)]);
+    }
+  return pairs;
+}
+
 EvalResult evaluate(Lm& m, Recipe r, const std::vector<uint8_t>& text, int64_t windows) {
   const LmConfig& c = m.cfg;
   const int64_t t1 = c.seq + 1, stride = (static_cast<int64_t>(text.size()) - t1) / std::max<int64_t>(1, windows);
   EvalResult e;
-  int64_t batches = 0;
+  int64_t batches = 0, pairs = 0;
+  Rng rng(seed_from("fp8_train_lm speculative acceptance"));  // the same draws for every model
   for (int64_t w0 = 0; w0 < windows; w0 += c.batch, ++batches) {
     // A short last batch repeats its last window.
     const Batch b = windows_at(text, c, [&](int64_t s) { return std::min(w0 + s, windows - 1) * stride; });
     const Pass p = run_pass(m, r, b, false);
     e.loss_main += p.loss_main;
     e.loss_mtp += p.loss_mtp;
-    e.mtp_acceptance += p.mtp_acceptance;
     e.main_accuracy += p.main_accuracy;
+    pairs += add_acceptance(c, p, rng, e);
   }
-  for (double* v : {&e.loss_main, &e.loss_mtp, &e.mtp_acceptance, &e.main_accuracy}) *v /= static_cast<double>(batches);
+  for (double* v : {&e.loss_main, &e.loss_mtp, &e.main_accuracy}) *v /= static_cast<double>(batches);
+  for (double* v : {&e.mtp_acceptance, &e.mtp_acceptance_t1, &e.mtp_acceptance_t1_expected}) *v /= static_cast<double>(pairs);
   return e;
 }
 

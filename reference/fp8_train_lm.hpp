@@ -101,7 +101,9 @@ struct Batch {
 };
 struct Pass {
   double loss = 0, loss_main = 0, loss_mtp = 0;  // loss = main + lambda mtp
-  double mtp_acceptance = 0, main_accuracy = 0;
+  double main_accuracy = 0;
+  // Evaluation passes (train false) keep the logits: main [batch, seq, V], MTP [batch, seq - 1, V].
+  std::vector<float> main_logits, mtp_logits;
 };
 // Forward of one batch in the recipe; with `train` also the backward, gradients added into the
 // parameters' grad.
@@ -109,7 +111,12 @@ Pass run_pass(Lm& m, Recipe r, const Batch& b, bool train);
 
 struct EvalResult {
   double loss_main = 0, loss_mtp = 0;
-  double mtp_acceptance = 0;  // MTP argmax at i == main argmax at i + 1 (teacher-forced, held-out)
+  // Speculative acceptance of the MTP draft for position i + 2 (made at i from the true byte i + 1)
+  // against the main model's distribution at i + 1, teacher-forced on held-out text, with the
+  // verification rules of reference/mtp_accept.hpp:
+  double mtp_acceptance = 0;     // greedy: MTP argmax at i == main argmax at i + 1
+  double mtp_acceptance_t1 = 0;  // temperature 1: the draft drawn from q, accepted with min(1, p/q) (seeded draws)
+  double mtp_acceptance_t1_expected = 0;  // its expectation, sum_x min(p(x), q(x)), computed exactly
   double main_accuracy = 0;   // main argmax == the true next byte
 };
 

@@ -33,10 +33,7 @@ Eigen::VectorXd random_norm(int64_t n, uint64_t seed) {
 // Row-wise RMSNorm in FP64.
 MatrixD rms_norm(const MatrixD& x, const Eigen::VectorXd& w, double eps) {
   MatrixD y(x.rows(), x.cols());
-  for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const double rinv = 1.0 / std::sqrt(x.row(r).squaredNorm() / static_cast<double>(x.cols()) + eps);
-    y.row(r) = (x.row(r) * rinv).cwiseProduct(w.transpose());
-  }
+  for (Eigen::Index r = 0; r < x.rows(); ++r) rms_norm_row(&x(r, 0), w.data(), x.cols(), eps, &y(r, 0));
   return y;
 }
 
@@ -46,15 +43,26 @@ void apply_rope(MatrixD& x, const std::vector<float>& freqs, int64_t start_pos) 
   std::vector<float> cs(static_cast<std::size_t>(rope));
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     rope::cos_sin(freqs, start_pos + r, cs.data());
-    for (int64_t i = 0; i < rope / 2; ++i) {
-      const double c = cs[2 * i], s = cs[2 * i + 1], x0 = x(r, 2 * i), x1 = x(r, 2 * i + 1);
-      x(r, 2 * i) = x0 * c - x1 * s;
-      x(r, 2 * i + 1) = x0 * s + x1 * c;
-    }
+    rotate_pairs(&x(r, 0), rope, cs.data());
   }
 }
 
 }  // namespace
+
+void rms_norm_row(const double* x, const double* w, int64_t n, double eps, double* y) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const double rinv = 1.0 / std::sqrt(ss / static_cast<double>(n) + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * rinv * w[i];
+}
+
+void rotate_pairs(double* x, int64_t rope, const float* cs) {
+  for (int64_t i = 0; i < rope / 2; ++i) {
+    const double c = cs[2 * i], s = cs[2 * i + 1], x0 = x[2 * i], x1 = x[2 * i + 1];
+    x[2 * i] = x0 * c - x1 * s;
+    x[2 * i + 1] = x0 * s + x1 * c;
+  }
+}
 
 MatrixD random_bf16_matrix(int64_t rows, int64_t cols, uint64_t seed) {
   const std::vector<float> g = draw(Dist::normal, seed, rows * cols, cols, 1.0 / std::sqrt(static_cast<double>(cols)));
@@ -81,13 +89,13 @@ LayerWeights random_layer_weights(const LayerDims& d, uint64_t seed) {
 
 std::string_view form_name(Form f) { return f == Form::naive ? "naive" : "absorbed"; }
 
-namespace {
-
 std::vector<float> rope_frequencies(const LayerDims& d) {
   rope::Yarn yarn;
   yarn.dim = d.rope;
   return rope::frequencies(yarn);
 }
+
+namespace {
 
 // W_UK [nope, kv_lora] and W_UV [v, kv_lora] of head hd: rows of wkv_b.
 auto w_uk(const LayerDims& d, const LayerWeights& w, int64_t hd) { return w.wkv_b.middleRows(hd * (d.nope + d.v), d.nope); }

@@ -48,6 +48,13 @@ LayerWeights random_layer_weights(const LayerDims& d, uint64_t seed);
 // Seeded [rows, cols] matrix of BF16-representable values ~ N(0, 1/cols) (a projection weight).
 MatrixD random_bf16_matrix(int64_t rows, int64_t cols, uint64_t seed);
 
+// One row's FP64 RMSNorm: y = x / sqrt(mean(x^2) + eps) * w (the squares summed in order).
+void rms_norm_row(const double* x, const double* w, int64_t n, double eps, double* y);
+// RoPE of one vector's adjacent pairs with cos/sin `cs` (rope::cos_sin of its position), in FP64.
+void rotate_pairs(double* x, int64_t rope, const float* cs);
+// The layer's RoPE frequencies (reference/rope.hpp, V3's YaRN settings at width d.rope).
+std::vector<float> rope_frequencies(const LayerDims& d);
+
 enum class Form : uint8_t { naive, absorbed };
 std::string_view form_name(Form f);
 

@@ -150,6 +150,17 @@ void route_token(const Routing& r, const float* scores, const float* bias, int32
   for (int64_t j = 0; j < r.topk; ++j) w[j] = (r.sigmoid ? w[j] / sum : w[j]) * r.route_scale;
 }
 
+void scores_from_logits(const Routing& r, const float* logits, float* scores) {
+  if (r.sigmoid) {
+    for (int64_t e = 0; e < r.experts; ++e) scores[e] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(logits[e]))));
+    return;
+  }
+  double m = -std::numeric_limits<double>::infinity(), z = 0;  // softmax over the FP32 logits, in FP64
+  for (int64_t e = 0; e < r.experts; ++e) m = std::max(m, static_cast<double>(logits[e]));
+  for (int64_t e = 0; e < r.experts; ++e) z += std::exp(static_cast<double>(logits[e]) - m);
+  for (int64_t e = 0; e < r.experts; ++e) scores[e] = static_cast<float>(std::exp(static_cast<double>(logits[e]) - m) / z);
+}
+
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
   const Routing r = p.routing();
   require_tensors(in, input_specs(p), "moe_gate/ref inputs");
@@ -163,7 +174,7 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
   auto indices = out[1].span<int32_t>();
   const int64_t blocks = (p.tokens + kTokenBlock - 1) / kTokenBlock;
   parallel_for(blocks, [&](int64_t b0, int64_t b1) {
-    std::vector<float> scores(static_cast<std::size_t>(r.experts));
+    std::vector<float> scores(static_cast<std::size_t>(r.experts)), logit(static_cast<std::size_t>(r.experts));
     std::vector<double> w(static_cast<std::size_t>(r.topk));
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t t0 = blk * kTokenBlock, n = std::min(kTokenBlock, p.tokens - t0);
@@ -172,16 +183,8 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
         for (int64_t c = 0; c < r.dim; ++c) x(t, c) = in[0].get((t0 + t) * r.dim + c);
       const MatD logits = x * wt;
       for (int64_t t = 0; t < n; ++t) {
-        if (r.sigmoid) {
-          for (int64_t e = 0; e < r.experts; ++e)
-            scores[e] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(static_cast<float>(logits(t, e))))));
-        } else {  // softmax over the FP32 logits, in FP64
-          double m = -std::numeric_limits<double>::infinity(), z = 0;
-          for (int64_t e = 0; e < r.experts; ++e) m = std::max(m, static_cast<double>(static_cast<float>(logits(t, e))));
-          for (int64_t e = 0; e < r.experts; ++e) z += std::exp(static_cast<double>(static_cast<float>(logits(t, e))) - m);
-          for (int64_t e = 0; e < r.experts; ++e)
-            scores[e] = static_cast<float>(std::exp(static_cast<double>(static_cast<float>(logits(t, e))) - m) / z);
-        }
+        for (int64_t e = 0; e < r.experts; ++e) logit[static_cast<std::size_t>(e)] = static_cast<float>(logits(t, e));
+        scores_from_logits(r, logit.data(), scores.data());
         const int64_t tok = t0 + t;
         route_token(r, scores.data(), bias, &indices[static_cast<std::size_t>(tok * r.topk)], w.data());
         for (int64_t j = 0; j < r.topk; ++j) weights[static_cast<std::size_t>(tok * r.topk + j)] = bf16_from_f64(w[j]);

@@ -67,6 +67,10 @@ std::vector<Tensor> make_inputs(const Params& p);
 // blocks of tokens: identical results for any thread count.
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
 
+// One token's FP32 scores from its FP32 logits (step 2): sigmoid, or softmax over the E logits,
+// in FP64 and rounded once to FP32.
+void scores_from_logits(const Routing& r, const float* logits, float* scores);
+
 // One token's routing from its FP32 scores (steps 3-6 above): indices into `idx` (k), weights in
 // FP64 into `w` (k). With r.bias, `bias` (E values) may be null for an all-zero bias; without,
 // it is ignored and groups are scored by their maximum.

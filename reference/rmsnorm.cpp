@@ -52,6 +52,14 @@ float row_rinv(const uint16_t* x, int64_t dim, double eps) {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(mean) + eps));
 }
 
+void normalize_row(const uint16_t* x, const uint16_t* w, int64_t dim, double eps, uint16_t* y) {
+  const float rinv = row_rinv(x, dim, eps);
+  for (int64_t j = 0; j < dim; ++j) {
+    const float n = bf16_to_f32(f32_to_bf16(bf16_to_f32(x[j]) * rinv));
+    y[j] = f32_to_bf16(n * bf16_to_f32(w[j]));
+  }
+}
+
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
   p.validate();
   require_tensors(in, input_specs(p), "rmsnorm/ref inputs");
@@ -60,14 +68,7 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
   const uint16_t* w = in[1].span<uint16_t>().data();
   uint16_t* y = out[0].span<uint16_t>().data();
   parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint16_t* xr = x + r * p.dim;
-      const float rinv = row_rinv(xr, p.dim, p.eps);
-      for (int64_t j = 0; j < p.dim; ++j) {
-        const float n = bf16_to_f32(f32_to_bf16(bf16_to_f32(xr[j]) * rinv));
-        y[r * p.dim + j] = f32_to_bf16(n * bf16_to_f32(w[j]));
-      }
-    }
+    for (int64_t r = r0; r < r1; ++r) normalize_row(x + r * p.dim, w, p.dim, p.eps, y + r * p.dim);
   }, std::max<int64_t>(1, 65536 / p.dim));
 }
 

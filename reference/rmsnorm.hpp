@@ -52,5 +52,7 @@ std::vector<Tensor> make_inputs(const Params& p);
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
 // rinv of one row of BF16 codes (exposed for the tests).
 float row_rinv(const uint16_t* x, int64_t dim, double eps);
+// One row: y = RN_bf16(RN_bf16(x * rinv) * w), BF16 codes (the model's norms use it too).
+void normalize_row(const uint16_t* x, const uint16_t* w, int64_t dim, double eps, uint16_t* y);
 
 }  // namespace dsv3::rmsnorm

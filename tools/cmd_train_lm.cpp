@@ -44,10 +44,10 @@ void add_train_lm(CLI::App& app) {
     std::cout << "corpus: " << corpus.source << "\n" << std::flush;
     const fp8train::TrainResult r = fp8train::train_lm(o->m, o->t, corpus, &std::cout, o->weights);
     const fp8train::EvalResult& e = r.final_eval;
-    std::printf("done: %lld tokens in %.1f s (%.0f tokens/s); held-out loss %.4f, MTP loss %.4f, MTP acceptance %.3f, "
-                "next-byte accuracy %.3f\n",
+    std::printf("done: %lld tokens in %.1f s (%.0f tokens/s); held-out loss %.4f, MTP loss %.4f, MTP acceptance %.3f "
+                "greedy, %.3f at temperature 1, next-byte accuracy %.3f\n",
                 static_cast<long long>(r.tokens), r.seconds, static_cast<double>(r.tokens) / r.seconds, e.loss_main, e.loss_mtp,
-                e.mtp_acceptance, e.main_accuracy);
+                e.mtp_acceptance, e.mtp_acceptance_t1_expected, e.main_accuracy);
     if (!o->weights.empty()) std::printf("weights: %s\n", o->weights.c_str());
     if (!o->json.empty()) {
       nlohmann::json steps = nlohmann::json::array();
@@ -56,7 +56,9 @@ void add_train_lm(CLI::App& app) {
                               {"train_mtp", s.train_mtp}, {"skipped", s.skipped}};
         if (s.evaluated)
           row.update({{"heldout_main", s.heldout.loss_main}, {"heldout_mtp", s.heldout.loss_mtp},
-                      {"mtp_acceptance", s.heldout.mtp_acceptance}, {"main_accuracy", s.heldout.main_accuracy}});
+                      {"mtp_acceptance", s.heldout.mtp_acceptance},
+                      {"mtp_acceptance_t1", s.heldout.mtp_acceptance_t1}, {"mtp_acceptance_t1_expected", s.heldout.mtp_acceptance_t1_expected},
+                      {"main_accuracy", s.heldout.main_accuracy}});
         steps.push_back(row);
       }
       write_json_atomic(o->json, {{"recipe", o->recipe}, {"seed", o->t.seed}, {"corpus", corpus.source}, {"tokens", r.tokens},
