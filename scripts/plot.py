@@ -22,6 +22,8 @@ Reads one or more bundle.json files and writes, into --out:
   fp8_train_lm.png    studies.fp8_train_lm: BF16 vs FP8 training of a tiny byte-level LM, loss curves
                       (training smoothed, held-out markers) and the relative FP8 gap per seed beside
                       V3's < 0.25% claim (scripts/plot_train.py; first bundle with step rows)
+  mtp_speedup.png     the MTP decode speedup model from the MLA decode (s_q 1, 2) and MoE layer (B, 2B)
+                      benchmarks, against V3's 85-90% acceptance and 1.8x (scripts/mtp_speedup.py)
 A plot whose data is absent from every bundle is skipped with a note. With several
 bundles, each bundle ("<device or cpu-only> <date>") gets its own bars side by side.
 Nothing is re-run; the plots come from the bundles only.
@@ -46,6 +48,7 @@ except ImportError as e:  # pragma: no cover - environment problem
     sys.exit(2)
 from plot_pipeline import plot_pipeline_timeline  # noqa: E402
 from plot_train import plot_fp8_train_lm  # noqa: E402
+from mtp_speedup import plot_mtp_speedup  # noqa: E402
 
 STATUS_COLORS = {"pass": "#4caf50", "fail": "#e53935", "skip": "#9e9e9e"}
 GOAL = 0.85
@@ -401,6 +404,7 @@ def main():
         fn(bundles, out_dir, written)
     plot_pipeline_timeline(bundles, out_dir, written, save, plt)
     plot_fp8_train_lm(bundles, out_dir, written, save, plt)
+    plot_mtp_speedup(bundles, out_dir, written, save, plt)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0
 

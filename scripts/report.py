@@ -9,7 +9,7 @@ studies.topology as ISCA Table 3, studies.train_cost as Tables 2 and 4, each bes
 figures; studies.pipeline_summary as V3-TR Table 2 and studies.pipeline_timeline linking its PNGs,
 scripts/report_pipeline.py; studies.fp8_train_lm as the final held-out evaluation per recipe and seed,
 the FP8 loss gap and MTP acceptance beside V3's claims, linking fp8_train_lm.png, scripts/report_train.py),
-and links to the PNGs that scripts/plot.py wrote.
+the MTP decode speedup model from the MLA decode and MoE layer benchmarks (scripts/mtp_speedup.py), and links to the PNGs that scripts/plot.py wrote.
 With several bundles the first is the baseline: benchmarks are lined up by name with
 the speedup against it, and correctness verdicts are lined up by case.
 Nothing is re-run; the report comes from the bundles only.
@@ -25,11 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, load_bundles, main_guard  # noqa: E402
 from report_pipeline import pipeline_summary_table, pipeline_timeline_table  # noqa: E402
 from report_train import fp8_train_lm_table  # noqa: E402
+from mtp_speedup import speedup_table  # noqa: E402
 
 COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
 PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png", "fp8_accum.png",
-              "kv_cache.png", "moe_balance.png", "fp8_train_lm.png"]
+              "kv_cache.png", "moe_balance.png", "fp8_train_lm.png", "mtp_speedup.png"]
 
 
 def cell(v):
@@ -522,6 +523,12 @@ def studies_section(bundles, plot_link=lambda name: None):
     return out
 
 
+def mtp_section(bundles, plot_link):
+    """The MTP decode speedup model from the first bundle's MLA decode and MoE layer timings."""
+    return ["## MTP decode speedup" + (f" — {bundles[0]['_label']}" if len(bundles) > 1 else ""), ""] + \
+        speedup_table(bundles[0], cell, table, plot_link)
+
+
 def plot_linker(plots_dir, report_dir):
     def link(name):
         path = os.path.join(plots_dir, name)
@@ -572,7 +579,7 @@ def main():
             lines += [f"> **{CPU_ONLY}.**{who} Device: {cell(why)}", ""]
     report_dir = os.path.dirname(os.path.abspath(out_path))
     for section in (machine_section(bundles), ceilings_section(bundles), correctness_section(bundles),
-                    benchmark_section(bundles), gemm_section(bundles),
+                    benchmark_section(bundles), gemm_section(bundles), mtp_section(bundles, plot_linker(plots_dir, report_dir)),
                     studies_section(bundles, plot_linker(plots_dir, report_dir)), plots_section(plots_dir, report_dir)):
         lines += section
     atomic_write(out_path, "\n".join(lines).rstrip("\n") + "\n")
