@@ -159,7 +159,9 @@ const Tensor& SafetensorsFile::get(const std::string& name) const {
   throw InputError(msg + ")");
 }
 
-SafetensorsFile read_safetensors(const std::filesystem::path& path) {
+SafetensorsFile read_safetensors(const std::filesystem::path& path) { return read_safetensors(path, {}); }
+
+SafetensorsFile read_safetensors(const std::filesystem::path& path, const std::function<bool(const std::string&)>& keep) {
   const std::string file = path.string();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw InputError(file + ": file does not exist or is not a regular file");
@@ -210,6 +212,7 @@ SafetensorsFile read_safetensors(const std::filesystem::path& path) {
 
   out.tensors.reserve(entries.size());
   for (const Entry& e : entries) {
+    if (keep && !keep(e.name)) continue;
     Tensor t(e.name, e.dtype, e.shape);
     if (t.nbytes() > 0) {
       in.seekg(static_cast<std::streamoff>(data_start + e.begin));

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -39,6 +40,9 @@ std::string_view safetensors_dtype_name(DType t);
 std::optional<DType> safetensors_dtype_from_name(std::string_view name);
 
 SafetensorsFile read_safetensors(const std::filesystem::path& path);
+// The same, holding only the tensors `keep` accepts: the whole header is still validated, but the
+// data of the others is never read (a few layers of a checkpoint whose shards do not fit in memory).
+SafetensorsFile read_safetensors(const std::filesystem::path& path, const std::function<bool(const std::string&)>& keep);
 
 // Atomic (temporary file + rename). Tensor names are Tensor::name(); they must be unique, non-empty
 // and not "__metadata__" (InputError otherwise).

@@ -162,6 +162,15 @@ TEST(Model, CheckpointFileRoundTripAndFirstLayersAlone) {
   const StepOut o1 = forward(one, s3, toks);
   const auto n = static_cast<std::ptrdiff_t>(2 * toks.size() * static_cast<std::size_t>(c.dim));
   EXPECT_TRUE(std::equal(o1.hidden.begin(), o1.hidden.begin() + n, b.hidden.begin()));
+  // Reading only the first layer's tensors from the shards: the same layer, and no other read.
+  const Checkpoint first = open_checkpoint(dir, 1);
+  EXPECT_EQ(first.find("model.layers.1.input_layernorm.weight"), nullptr);
+  EXPECT_EQ(first.find("model.layers.2.eh_proj.weight"), nullptr);
+  EXPECT_NE(first.find("lm_head.weight"), nullptr);
+  const Weights part = load_weights(c, first, 1);
+  Session s4(part, CacheFmt::bf16);
+  EXPECT_EQ(forward(part, s4, toks).logits, o1.logits);
+  EXPECT_THROW(load_weights(c, first), InputError);  // layer 1 was not read: named as missing
   std::filesystem::remove_all(dir);
 }
 

@@ -97,6 +97,11 @@ struct Weights {
 
 // Tensors of a checkpoint, looked up by name across one or more safetensors files.
 struct Checkpoint {
+  Checkpoint() = default;
+  Checkpoint(Checkpoint&&) = default;  // moves keep the tensors where they are (deque blocks move whole)
+  Checkpoint& operator=(Checkpoint&&) = default;
+  Checkpoint(const Checkpoint&) = delete;  // the index points into this object's files
+  Checkpoint& operator=(const Checkpoint&) = delete;
   void add(SafetensorsFile f);  // a name already held is an InputError naming both files
   const Tensor* find(const std::string& name) const;
   std::string where(const std::string& name) const;  // "<file>: <name>" or the files searched
@@ -105,8 +110,11 @@ struct Checkpoint {
   std::deque<SafetensorsFile> files_;  // a deque: adding a file moves no tensor
   std::unordered_map<std::string, std::pair<std::size_t, const Tensor*>> index_;  // name -> (file, tensor)
 };
-// One .safetensors file, or a directory of them (every *.safetensors, in name order).
-Checkpoint open_checkpoint(const std::filesystem::path& path);
+// One .safetensors file, or a directory of them (every *.safetensors, in name order). With
+// `layers` >= 0 only the tensors load_weights(cfg, ck, layers) needs are read (model.layers.N.* for
+// N < layers, and every tensor outside model.layers), so the first layers of a checkpoint larger than
+// memory can run; the MTP layer is then not read.
+Checkpoint open_checkpoint(const std::filesystem::path& path, int64_t layers = -1);
 
 // Loads the config's weights by their Hugging Face names, checking presence, dtype and the shape
 // each config field implies (InputError naming the tensor, both shapes and the fields). `layers`

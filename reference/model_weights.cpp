@@ -76,11 +76,30 @@ std::string Checkpoint::where(const std::string& name) const {
   const auto it = index_.find(name);
   if (it != index_.end()) return files_[it->second.first].path.string() + ": " + name;
   std::string s = name + " (searched";
-  for (const SafetensorsFile& f : files_) s += " " + f.path.string();
+  for (const SafetensorsFile& f : files_) {
+    s += ' ';
+    s += f.path.string();
+  }
   return s + ")";
 }
 
-Checkpoint open_checkpoint(const std::filesystem::path& path) {
+namespace {
+
+// The N of "model.layers.N.<rest>", or -1 for a tensor outside the layers.
+int64_t layer_of(const std::string& name) {
+  static const std::string prefix = "model.layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
+  int64_t n = 0;
+  std::size_t i = prefix.size();
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + (name[i] - '0');
+  return i < name.size() && name[i] == '.' && i > prefix.size() ? n : -1;
+}
+
+}  // namespace
+
+Checkpoint open_checkpoint(const std::filesystem::path& path, int64_t layers) {
+  std::function<bool(const std::string&)> keep;
+  if (layers >= 0) keep = [layers](const std::string& name) { return layer_of(name) < layers; };
   Checkpoint ck;
   if (std::filesystem::is_directory(path)) {
     std::vector<std::filesystem::path> shards;
@@ -88,10 +107,10 @@ Checkpoint open_checkpoint(const std::filesystem::path& path) {
       if (e.path().extension() == ".safetensors") shards.push_back(e.path());
     std::sort(shards.begin(), shards.end());
     if (shards.empty()) throw InputError(path.string() + ": no .safetensors files in this directory");
-    for (const auto& s : shards) ck.add(read_safetensors(s));
+    for (const auto& s : shards) ck.add(read_safetensors(s, keep));
   } else {
     if (!std::filesystem::exists(path)) throw InputError(path.string() + ": no such file or directory");
-    ck.add(read_safetensors(path));
+    ck.add(read_safetensors(path, keep));
   }
   return ck;
 }

@@ -22,6 +22,10 @@ Reads one or more bundle.json files and writes, into --out:
   fp8_train_lm.png    studies.fp8_train_lm: BF16 vs FP8 training of a tiny byte-level LM, loss curves
                       (training smoothed, held-out markers) and the relative FP8 gap per seed beside
                       V3's < 0.25% claim (scripts/plot_train.py; first bundle with step rows)
+  node_limit.png      studies.node_limit: IB (with and without V3's forwarding) and NVLink bytes per
+                      token, nodes per token and top-K score kept over the node limit (plot_netmodel.py)
+  decode_limit.png    studies.decode_limit: the ISCA §2.3.2 tokens/s limit per case and link, log
+                      scale, the paper's figures as markers (scripts/plot_netmodel.py)
   mtp_speedup.png     the MTP decode speedup model from the MLA decode (s_q 1, 2) and MoE layer (B, 2B)
                       benchmarks, against V3's 85-90% acceptance and 1.8x (scripts/mtp_speedup.py)
 A plot whose data is absent from every bundle is skipped with a note. With several
@@ -49,6 +53,7 @@ except ImportError as e:  # pragma: no cover - environment problem
 from plot_pipeline import plot_pipeline_timeline  # noqa: E402
 from plot_train import plot_fp8_train_lm  # noqa: E402
 from mtp_speedup import plot_mtp_speedup  # noqa: E402
+from plot_netmodel import plot_decode_limit, plot_node_limit  # noqa: E402
 
 STATUS_COLORS = {"pass": "#4caf50", "fail": "#e53935", "skip": "#9e9e9e"}
 GOAL = 0.85
@@ -405,6 +410,8 @@ def main():
     plot_pipeline_timeline(bundles, out_dir, written, save, plt)
     plot_fp8_train_lm(bundles, out_dir, written, save, plt)
     plot_mtp_speedup(bundles, out_dir, written, save, plt)
+    plot_node_limit(bundles, out_dir, written, save, plt)
+    plot_decode_limit(bundles, out_dir, written, save, plt)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0
 

@@ -31,6 +31,7 @@ void add_model_node_limit(CLI::App& model);
 void add_model_pipeline(CLI::App& model);
 void add_mla_layer(CLI::App& app);
 void add_train_lm(CLI::App& app);
+void add_forward(CLI::App& app);
 
 // Shared by check and run: runs every eval case of every matching variant (the "ref" variant is
 // the comparison baseline and is not checked against itself). `filter` is an ECMAScript regex

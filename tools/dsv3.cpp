@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   dsv3::cli::add_model(app);
   dsv3::cli::add_mla_layer(app);
   dsv3::cli::add_train_lm(app);
+  dsv3::cli::add_forward(app);
   try {
     dsv3::register_all_components();
     app.parse(argc, argv);
