@@ -1,6 +1,7 @@
 // Decode speed limit (ISCA §2.3.2); formulas and sources in netmodel_decode_limit.hpp.
 #include "reference/netmodel_decode_limit.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -37,6 +38,8 @@ void DecodeLimitInputs::validate() const {
   require_positive(ep_devices, "ep_devices");
   if (!(latency_us >= 0) || !std::isfinite(latency_us))
     throw std::invalid_argument("latency_us must be >= 0 and finite, got " + nlohmann::json(latency_us).dump());
+  if (!(compute_us >= 0) || !std::isfinite(compute_us))
+    throw std::invalid_argument("compute_us must be >= 0 and finite, got " + nlohmann::json(compute_us).dump());
 }
 
 DecodeLimitInputs decode_limit_inputs_for(const ModelConfig& m, DecodeLimitInputs base) {
@@ -89,7 +92,8 @@ DecodeLimitResult decode_limit(const DecodeLimitInputs& in, const DecodeLimitCas
   r.dispatch_us = r.dispatch_bytes / bytes_per_us + in.latency_us;
   r.combine_us = r.combine_bytes / bytes_per_us + in.latency_us;
   r.step_us = r.dispatch_us + r.combine_us;                             // 120.96 us at 50 GB/s
-  r.layer_us = static_cast<double>(in.micro_batches) * r.step_us;       // 241.92 us
+  r.layer_us = static_cast<double>(in.micro_batches) * std::max(r.step_us, in.compute_us);  // 241.92 us
+  r.bound = in.compute_us == 0 ? "hidden" : in.compute_us > r.step_us ? "compute" : "network";
   r.tpot_ms = static_cast<double>(in.n_layers) * r.layer_us / 1e3;      // 14.757 ms
   r.tokens_per_s = 1e3 / r.tpot_ms;                                     // 67.76
   if (c.link == "scale_up" && c.nvlink_domain_gpus > 0) r.fits_nvlink_domain = in.ep_devices <= c.nvlink_domain_gpus;
@@ -125,6 +129,8 @@ nlohmann::json decode_limit_rows(const std::vector<DecodeLimitResult>& results) 
                        {"combine_us", r.combine_us},
                        {"step_us", r.step_us},
                        {"layer_us", r.layer_us},
+                       {"compute_us", r.in.compute_us},
+                       {"bound", r.bound},
                        {"tpot_ms", r.tpot_ms},
                        {"tokens_per_s", r.tokens_per_s}};
     if (r.c.paper)

@@ -11,6 +11,8 @@
 //   time per layer   = micro_batches * step     (dual micro-batch overlap: the two micro-batches'
 //                      all-to-alls share the link while the other computes, computation fully
 //                      hidden; ISCA: 2 x 120.96 = 241.92 us, 2 x 6.72 = 13.44 us)
+//                      calibrated: micro_batches * max(step, compute_us) with a measured compute
+//                      time per micro-batch (compute- or network-bound, whichever is longer)
 //   TPOT             = n_layers * time per layer  (ISCA: 61 x 241.92 us = 14.76 ms; 0.82 ms)
 //   tokens/s         = 1 / TPOT                 (ISCA: "67" and "approximately 1200")
 // Bandwidths are per device, one direction, GB/s = 1e9 B/s (v3-facts §0).
@@ -61,6 +63,12 @@ struct DecodeLimitInputs {
   // device holds one expert"; config n_routed_experts). Used only to say whether a scale-up row's
   // NVLink domain holds the whole group.
   int64_t ep_devices = 256;
+  // Compute time of one micro-batch's layer on one device (attention for its tokens and its
+  // expert's FFN), microseconds: 0 = hidden behind communication (the paper's assumption). Else
+  // each micro-batch slot lasts the longer of its all-to-alls and the other micro-batch's compute:
+  // time per layer = micro_batches x max(step, compute), and the row says which bounds it.
+  // `dsv3 model decode-limit --bundle` measures it (reference/netmodel_decode_calibrate.hpp).
+  double compute_us = 0;
 
   // Throws std::invalid_argument naming the first bad field ("tokens_per_device must be positive, got 0").
   void validate() const;
@@ -105,7 +113,8 @@ struct DecodeLimitResult {
   double dispatch_us = 0;     // bytes / bandwidth (+ latency)
   double combine_us = 0;
   double step_us = 0;         // both all-to-alls of one EP step
-  double layer_us = 0;        // micro_batches * step_us
+  double layer_us = 0;        // micro_batches * max(step_us, in.compute_us)
+  std::string bound;          // "hidden" (compute_us 0), "network" (step >= compute) or "compute"
   double tpot_ms = 0;         // n_layers * layer_us
   double tokens_per_s = 0;    // 1 / TPOT
   // scale_up rows: whether ep_devices <= nvlink_domain_gpus (the all-to-all stays on NVLink).

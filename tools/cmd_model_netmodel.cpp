@@ -11,6 +11,7 @@
 #include "core/hardware_profile.hpp"
 #include "core/json_file.hpp"
 #include "core/model_config.hpp"
+#include "reference/netmodel_decode_calibrate.hpp"
 #include "reference/netmodel_decode_limit.hpp"
 #include "reference/netmodel_topology.hpp"
 #include "reference/netmodel_train_cost.hpp"
@@ -37,7 +38,8 @@ void write_rows(const std::string& path, const nlohmann::json& rows, const char*
 
 void print_decode_limit(const std::vector<DecodeLimitResult>& rs) {
   const DecodeLimitInputs& in = rs.front().in;
-  std::printf("Decode speed limit, ISCA §2.3.2 (v3-facts §7.3): EP all-to-all time only, computation hidden\n\n");
+  std::printf("Decode speed limit, ISCA §2.3.2 (v3-facts §7.3): EP all-to-all time%s\n\n",
+              rs.front().in.compute_us > 0 ? ", with the given compute time per micro-batch" : " only, computation hidden");
   std::printf("Inputs (defaults are the paper's):\n");
   std::printf("  tokens_per_device        %8lld  tokens per device per EP step (\"about 32\")\n",
               static_cast<long long>(in.tokens_per_device));
@@ -52,8 +54,9 @@ void print_decode_limit(const std::vector<DecodeLimitResult>& rs) {
   std::printf("  micro_batches            %8lld  dual micro-batch overlap: per layer = micro_batches x step\n",
               static_cast<long long>(in.micro_batches));
   std::printf("  latency_us               %8g  added to each all-to-all (paper: ignored)\n", in.latency_us);
-  std::printf("  ep_devices               %8lld  one expert per device (only for the NVLink-domain check)\n\n",
+  std::printf("  ep_devices               %8lld  one expert per device (only for the NVLink-domain check)\n",
               static_cast<long long>(in.ep_devices));
+  std::printf("  compute_us               %8g  compute per micro-batch and layer (0 = hidden, the paper)\n\n", in.compute_us);
   const DecodeLimitResult& f = rs.front();
   std::printf("Bytes per EP step per device: dispatch %lld x %lld x %lld x %g B = %.0f B; combine x %g B = %.0f B; "
               "total %.0f B\n\n",
@@ -74,13 +77,15 @@ void print_decode_limit(const std::vector<DecodeLimitResult>& rs) {
     std::printf("  tokens/s     1 / TPOT = %.2f   (paper %g)\n\n", r.tokens_per_s, p.tokens_per_s);
   }
 
-  std::printf("%-28s %-9s %7s %10s %10s %10s %10s %9s %9s %9s\n", "case", "link", "GB/s", "disp us", "comb us",
-              "step us", "layer us", "TPOT ms", "tok/s", "EP in NVL");
+  std::printf("%-28s %-9s %7s %10s %10s %10s %10s %10s %-8s %9s %9s %9s\n", "case", "link", "GB/s", "disp us", "comb us",
+              "step us", "compute us", "layer us", "bound", "TPOT ms", "tok/s", "EP in NVL");
   for (const DecodeLimitResult& r : rs) {
-    std::printf("%-28s %-9s %7.1f %10.3f %10.3f %10.3f %10.3f %9.4f %9.1f %9s\n", r.c.id.c_str(), r.c.link.c_str(),
-                r.c.bandwidth_gbs, r.dispatch_us, r.combine_us, r.step_us, r.layer_us, r.tpot_ms, r.tokens_per_s,
-                !r.fits_nvlink_domain ? "-" : (*r.fits_nvlink_domain ? "yes" : "no"));
+    std::printf("%-28s %-9s %7.1f %10.3f %10.3f %10.3f %10.3f %10.3f %-8s %9.4f %9.1f %9s\n", r.c.id.c_str(), r.c.link.c_str(),
+                r.c.bandwidth_gbs, r.dispatch_us, r.combine_us, r.step_us, r.in.compute_us, r.layer_us, r.bound.c_str(), r.tpot_ms,
+                r.tokens_per_s, !r.fits_nvlink_domain ? "-" : (*r.fits_nvlink_domain ? "yes" : "no"));
   }
+  std::printf("\nbound: hidden = computation assumed hidden (the paper); with a compute time, each layer takes\n"
+              "micro_batches x max(step, compute): network when the all-to-alls are the longer, compute otherwise.\n");
   std::printf("\nscale_out: nic_gbps / 8 x nics_per_gpu; scale_up: nvlink_bandwidth_gbs (per GPU, one direction).\n"
               "EP in NVL: whether ep_devices (%lld) fit one NVLink domain; \"no\" means a real deployment's\n"
               "all-to-all would leave NVLink, so the scale_up row is a bound the machine cannot reach (the paper's\n"
@@ -102,11 +107,16 @@ void add_decode_limit(CLI::App& model) {
       "Examples:\n"
       "  dsv3 model decode-limit                               paper cases + every profile\n"
       "  dsv3 model decode-limit --hardware h800-sxm --hidden 7168 --latency-us 3.7\n"
-      "  dsv3 model decode-limit --model deepseek-v3-671b --bandwidth-gbs 100 --json dl.json");
+      "  dsv3 model decode-limit --model deepseek-v3-671b --bandwidth-gbs 100 --json dl.json\n"
+      "  dsv3 model decode-limit --bundle results/<run>/bundle.json --hardware h100-sxm   compute measured there\n\n"
+      "--bundle takes the compute time of one micro-batch from a result bundle's benchmarks (MLA decode at\n"
+      "b = tokens_per_device, the expert's FP8 GEMMs at m = tokens_per_device x experts_per_token, V3's\n"
+      "shapes; reference/netmodel_decode_calibrate.hpp) and says per case whether the layer is compute- or\n"
+      "network-bound.");
   struct Opts {
     std::vector<std::string> hardware;
     std::vector<double> bandwidths;
-    std::string model, json;
+    std::string model, json, bundle;
     DecodeLimitInputs in;
   };
   auto o = std::make_shared<Opts>();
@@ -127,6 +137,10 @@ void add_decode_limit(CLI::App& model) {
   cmd->add_option("--latency-us", o->in.latency_us, "Latency added to each all-to-all, us")->capture_default_str();
   auto* ep = cmd->add_option("--ep-devices", o->in.ep_devices, "Devices in the EP group (NVLink-domain check)")
                  ->capture_default_str();
+  auto* compute = cmd->add_option("--compute-us", o->in.compute_us, "Compute per micro-batch and layer, us (0 = hidden)")
+                      ->capture_default_str();
+  cmd->add_option("--bundle", o->bundle, "Take --compute-us from this result bundle's MLA decode and FP8 GEMM benchmarks")
+      ->excludes(compute);
   cmd->add_option("--json", o->json, "Also write the rows (docs/netmodel.md \"decode_limit\") to this JSON file");
   cmd->callback([=] {
     DecodeLimitInputs in = o->in;
@@ -136,6 +150,16 @@ void add_decode_limit(CLI::App& model) {
       if (!experts->count()) in.experts_per_token = m.experts_per_token;
       if (!layers->count()) in.n_layers = m.n_layers;
       if (!ep->count()) in.ep_devices = m.ep_devices;
+    }
+    if (!o->bundle.empty()) {
+      const ComputeCalibration cal = calibrate_compute(load_json_file(o->bundle), o->bundle, in,
+                                                       find_model(o->model.empty() ? "deepseek-v3-671b" : o->model));
+      std::printf("Compute per micro-batch from %s (%s):\n", o->bundle.c_str(), cal.device.c_str());
+      for (const ComputeTerm& t : cal.terms)
+        std::printf("  %-48s %10.3f us  %s, %s at %g\n      rows: %s\n", t.what.c_str(), t.us, t.variant.c_str(), t.how.c_str(),
+                    t.wanted, t.rows.c_str());
+      std::printf("  %-48s %10.3f us\n\n", "total", cal.compute_us);
+      in.compute_us = cal.compute_us;
     }
     in.validate();
     std::vector<DecodeLimitCase> cases = decode_limit_paper_cases();
