@@ -227,6 +227,30 @@ TEST(Model, MissingMtpLayerIsClearAndTheMainModelRuns) {
   EXPECT_THROW(mtp_forward(w, s, o.final_hidden, {1, 2, 3}, 0), InputError);
 }
 
+TEST(Model, Fp8LatentCacheAtV3Width) {
+  ModelConfig c = tiny();
+  c.kv_lora_rank = 512;  // V3's cached width: 512 + 64
+  c.qk_rope_head_dim = 64;
+  const Weights w = load_weights(c, in_memory(random_checkpoint(c, 12, false)));
+  const std::vector<int32_t> toks = prompt(c, 10, 2);
+  Session b(w, CacheFmt::bf16), f(w, CacheFmt::fp8);
+  const StepOut ob = forward(w, b, toks), of = forward(w, f, toks);
+  // The FP8 cache changes the attention inputs (E4M3 latent: up to 2^-4 relative per value), so
+  // the logits move. The bound is a sanity bound, not a derived one: measured 5.8% relative L2 on
+  // this seeded model; a misapplied scale or a mis-decoded token moves the logits by O(100%).
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < ob.logits.size(); ++i) {
+    num += (static_cast<double>(of.logits[i]) - ob.logits[i]) * (static_cast<double>(of.logits[i]) - ob.logits[i]);
+    den += static_cast<double>(ob.logits[i]) * ob.logits[i];
+  }
+  EXPECT_GT(num, 0.0);
+  EXPECT_LT(std::sqrt(num / den), 0.1);
+  RecordProperty("fp8_vs_bf16_cache_logits_rel_l2", std::to_string(std::sqrt(num / den)));
+  // The tiny config's own width (128 + 16) has no FP8 format.
+  const Weights t = load_weights(tiny(), in_memory(random_checkpoint(tiny(), 12, false)));
+  EXPECT_THROW(Session(t, CacheFmt::fp8), InputError);
+}
+
 TEST(Model, TokensOutsideTheVocabularyAreNamed) {
   const ModelConfig c = tiny();
   const Weights w = load_weights(c, in_memory(random_checkpoint(c, 6, false)));

@@ -8,15 +8,21 @@
 #include "core/dtype.hpp"
 #include "core/json_file.hpp"
 #include "core/parallel.hpp"
+#include "reference/mla_cache.hpp"
 #include "reference/rmsnorm.hpp"
 #include "reference/rope.hpp"
 
 namespace dsv3::model {
 
-std::string_view cache_fmt_name(CacheFmt f) { return f == CacheFmt::bf16 ? "bf16" : "f64"; }
+std::string_view cache_fmt_name(CacheFmt f) { return f == CacheFmt::bf16 ? "bf16" : f == CacheFmt::f64 ? "f64" : "fp8"; }
 
 LatentCache::LatentCache(int64_t layers, int64_t width, CacheFmt fmt)
-    : width_(width), fmt_(fmt), lens_(static_cast<std::size_t>(layers), 0), table_(static_cast<std::size_t>(layers)) {}
+    : width_(width), fmt_(fmt), lens_(static_cast<std::size_t>(layers), 0), table_(static_cast<std::size_t>(layers)) {
+  if (fmt == CacheFmt::fp8 && width != mla::kQk)
+    throw InputError("model: the FP8 latent cache is FlashMLA's format for kv_lora_rank " + std::to_string(mla::kLatent) +
+                     " + qk_rope_head_dim " + std::to_string(mla::kRope) + " (576 values per token); this config caches " +
+                     std::to_string(width));
+}
 
 void LatentCache::append(int64_t layer, const double* values) {
   auto& len = lens_.at(static_cast<std::size_t>(layer));
@@ -26,7 +32,15 @@ void LatentCache::append(int64_t layer, const double* values) {
     pool_.push_back(std::make_unique<double[]>(static_cast<std::size_t>(kPageTokens * width_)));
   }
   double* dst = pool_[static_cast<std::size_t>(table.back())].get() + (len % kPageTokens) * width_;
-  for (int64_t i = 0; i < width_; ++i) dst[i] = fmt_ == CacheFmt::bf16 ? static_cast<double>(bf16_to_f32(bf16_from_f64(values[i]))) : values[i];
+  if (fmt_ == CacheFmt::fp8) {  // BF16 values (the cache's input dtype), encoded, decoded as a reader sees them
+    float v[mla::kQk];
+    uint8_t token[mla::kFp8TokenBytes];
+    for (int64_t i = 0; i < width_; ++i) v[i] = bf16_to_f32(bf16_from_f64(values[i]));
+    mla::store_token(dsv3::mla::CacheFmt::fp8, v, token);
+    mla::decode_token(dsv3::mla::CacheFmt::fp8, token, dst);
+  } else {
+    for (int64_t i = 0; i < width_; ++i) dst[i] = fmt_ == CacheFmt::bf16 ? static_cast<double>(bf16_to_f32(bf16_from_f64(values[i]))) : values[i];
+  }
   ++len;
 }
 

@@ -132,16 +132,20 @@ MtpModule load_mtp(const ModelConfig& cfg, const Checkpoint& ck);
 // checkpoint keeps them). Includes the MTP layer when cfg.mtp_depth >= 1.
 std::vector<Tensor> random_checkpoint(const ModelConfig& cfg, uint64_t seed, bool fp8);
 
-enum class CacheFmt : uint8_t { bf16, f64 };
+// bf16: model.py's cache dtype; f64: exact (for the layer checks); fp8: FlashMLA's FP8 latent cache
+// (reference/mla_cache.hpp: 512 E4M3 codes with 4 power-of-two scales, 64 BF16 RoPE values; only
+// for the latent width it is defined for, kv_lora_rank 512 + qk_rope_head_dim 64).
+enum class CacheFmt : uint8_t { bf16, f64, fp8 };
 std::string_view cache_fmt_name(CacheFmt f);
 
 // One sequence's latent cache for every layer: per layer, pages of kPageTokens tokens of
 // (kv_lora + rope) values taken from a shared pool through a block table (pages are handed out
-// in the order tokens arrive, layer by layer, so a layer's pages are not contiguous).
+// in the order tokens arrive, layer by layer, so a layer's pages are not contiguous). A token is
+// stored in the cache format and kept as the FP64 values a reader decodes from it.
 constexpr int64_t kPageTokens = 64;
 class LatentCache {
  public:
-  LatentCache(int64_t layers, int64_t width, CacheFmt fmt);
+  LatentCache(int64_t layers, int64_t width, CacheFmt fmt);  // fp8 needs width 576 (InputError otherwise)
   int64_t len(int64_t layer) const { return lens_[static_cast<std::size_t>(layer)]; }
   void append(int64_t layer, const double* values);   // stored in the cache format
   const double* token(int64_t layer, int64_t pos) const;  // the stored values of one token

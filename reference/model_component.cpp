@@ -24,17 +24,23 @@ struct Params {
   CacheFmt cache = CacheFmt::bf16;
   bool mtp = false;          // the depth-1 MTP module (mtp_depth forced to 1)
   bool no_q_lora = false;    // q_lora_rank 0: the plain wq projection
+  bool v3_latent = false;    // kv_lora_rank 512 and qk_rope_head_dim 64: V3's cached width (the FP8 cache needs it)
   std::string to_string() const {
     std::ostringstream os;
     os << "forward " << model << " T=" << tokens << " w=" << (fp8 ? "fp8" : "bf16") << " cache=" << cache_fmt_name(cache);
     if (mtp) os << " mtp";
     if (no_q_lora) os << " q_lora=0";
+    if (v3_latent) os << " latent=576";
     return os.str();
   }
   ModelConfig config() const {
     ModelConfig c = find_model(model);
     if (mtp) c.mtp_depth = 1;
     if (no_q_lora) c.q_lora_rank = 0;
+    if (v3_latent) {
+      c.kv_lora_rank = 512;
+      c.qk_rope_head_dim = 64;
+    }
     if (tokens < 1) throw std::invalid_argument("model: tokens must be >= 1");
     if (mtp && tokens < 2) throw std::invalid_argument("model: the MTP check needs >= 2 tokens");
     return c;
@@ -45,7 +51,8 @@ const Weights& weights_of(const Params& p) {
   static std::mutex mu;
   static std::map<std::string, std::unique_ptr<Weights>> cache;
   const ModelConfig c = p.config();
-  const std::string key = p.model + (p.fp8 ? " fp8" : " bf16") + (p.mtp ? " mtp" : "") + (p.no_q_lora ? " q_lora=0" : "");
+  const std::string key = p.model + (p.fp8 ? " fp8" : " bf16") + (p.mtp ? " mtp" : "") + (p.no_q_lora ? " q_lora=0" : "") +
+                          (p.v3_latent ? " latent=576" : "");
   std::lock_guard<std::mutex> lock(mu);
   auto& w = cache[key];
   if (!w) {
@@ -123,18 +130,21 @@ void run_decode(const Params& p, Io& io) {
   }
 }
 
-Case model_case(int64_t tokens, bool fp8 = false, CacheFmt cache = CacheFmt::bf16, bool mtp = false, bool no_q_lora = false) {
+Case model_case(int64_t tokens, bool fp8 = false, CacheFmt cache = CacheFmt::bf16, bool mtp = false, bool no_q_lora = false,
+               bool v3_latent = false) {
   Params p;
-  p.tokens = tokens; p.fp8 = fp8; p.cache = cache; p.mtp = mtp; p.no_q_lora = no_q_lora;
+  p.tokens = tokens; p.fp8 = fp8; p.cache = cache; p.mtp = mtp; p.no_q_lora = no_q_lora; p.v3_latent = v3_latent;
   p.config();
   return make_case(p);
 }
 
 std::vector<Case> eval_cases() {
   // One token; a prompt inside one cache page; one crossing a page (64 tokens); FP8-stored
-  // projections; the exact cache; the MTP module; the plain wq projection.
+  // projections; the exact cache; the MTP module; the plain wq projection; FlashMLA's FP8 latent
+  // cache at V3's cached width (512 + 64).
   return {model_case(1), model_case(9), model_case(70), model_case(12, true), model_case(12, false, CacheFmt::f64),
-          model_case(12, false, CacheFmt::bf16, true), model_case(12, true, CacheFmt::bf16, true), model_case(7, false, CacheFmt::bf16, false, true)};
+          model_case(12, false, CacheFmt::bf16, true), model_case(12, true, CacheFmt::bf16, true), model_case(7, false, CacheFmt::bf16, false, true),
+          model_case(12, false, CacheFmt::fp8, true, false, true)};
 }
 
 }  // namespace

@@ -81,8 +81,8 @@ void add_forward(CLI::App& app) {
   cmd->add_option("--tokens", o->tokens, "Prompt token ids, comma-separated (default: --prompt seeded ids)");
   cmd->add_option("--prompt", o->prompt, "Length of the seeded prompt when --tokens is not given")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seed", o->seed, "Seed of the prompt (and of random weights)")->capture_default_str();
-  cmd->add_option("--cache", o->cache, "Latent cache storage: bf16 (model.py's) or f64 (exact)")
-      ->capture_default_str()->check(CLI::IsMember({"bf16", "f64"}));
+  cmd->add_option("--cache", o->cache, "Latent cache storage: bf16 (model.py's), f64 (exact) or fp8 (FlashMLA's, V3's 512 + 64 width)")
+      ->capture_default_str()->check(CLI::IsMember({"bf16", "f64", "fp8"}));
   cmd->add_flag("--decode", o->decode, "Also run the prompt one token at a time; exit 1 if any logit differs from the prefill");
   cmd->add_flag("--mtp", o->mtp, "Random weights: include the depth-1 MTP module (mtp_depth forced to 1)");
   cmd->add_flag("--fp8", o->fp8, "Random weights: store the projections as F8_E4M3 with 128x128 scales");
@@ -108,7 +108,7 @@ void add_forward(CLI::App& app) {
       for (int64_t i = 0; i < o->prompt; ++i) tokens.push_back(static_cast<int32_t>(rng.next() % static_cast<uint64_t>(cfg.vocab_size)));
     }
     const auto T = static_cast<int64_t>(tokens.size());
-    const model::CacheFmt fmt = o->cache == "f64" ? model::CacheFmt::f64 : model::CacheFmt::bf16;
+    const model::CacheFmt fmt = o->cache == "f64" ? model::CacheFmt::f64 : o->cache == "fp8" ? model::CacheFmt::fp8 : model::CacheFmt::bf16;
     model::Session s(w, fmt);
     const model::StepOut out = model::forward(w, s, tokens);
     const auto t2 = std::chrono::steady_clock::now();
