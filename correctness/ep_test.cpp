@@ -142,6 +142,25 @@ TEST(EpPlacement, RedundancyLowersTheImbalanceOfASkewedRouter) {
   EXPECT_EQ(checked, 3);
 }
 
+TEST(EpRef, LinkBandwidthIsTheBusiestRanksBytesOverTheTime) {
+  Params p;
+  p.ranks = 4; p.ranks_per_node = 2; p.dim = 512; p.wire = Wire::fp8;
+  const double send = bytes_per_dispatch_send(p);
+  EXPECT_EQ(send, 512 + 4 * 4);  // E4M3 codes and four f32 scales per row
+  const int32_t sends[12] = {3, 5, 1, 7, 2, 0, 0, 0, 4, 1, 9, 0};  // [R, 3]: IB, NVLink, local
+  const LinkBandwidth b = link_bandwidth(p, sends, send, 1e-6);
+  EXPECT_EQ(b.ib_rank, 1);
+  EXPECT_EQ(b.ib_bytes, 7 * send);
+  EXPECT_EQ(b.nvlink_rank, 3);
+  EXPECT_EQ(b.nvlink_bytes, 9 * send);
+  EXPECT_DOUBLE_EQ(b.ib_gbs(), 7 * send / 1e-6 / 1e9);
+  const int32_t local_only[12] = {0, 0, 5, 0, 0, 5, 0, 0, 5, 0, 0, 5};
+  const LinkBandwidth l = link_bandwidth(p, local_only, bytes_per_combine_send(p), 1e-3);
+  EXPECT_EQ(l.ib_rank, -1);
+  EXPECT_EQ(l.nvlink_rank, -1);
+  EXPECT_EQ(l.ib_gbs(), 0);
+}
+
 TEST(EpRef, BadConfigurationsAreRejected) {
   Params p = params(3, 1, 4);  // 3 ranks do not divide 256 experts
   EXPECT_THROW(p.validate(), std::invalid_argument);

@@ -128,6 +128,17 @@ double bytes_per_dispatch_send(const Params& p) {
 }
 double bytes_per_combine_send(const Params& p) { return 2.0 * static_cast<double>(p.dim); }
 
+LinkBandwidth link_bandwidth(const Params& p, const int32_t* sends, double bytes_per_send, double seconds) {
+  LinkBandwidth b;
+  b.seconds = seconds;
+  for (int64_t r = 0; r < p.ranks; ++r) {
+    const double ib = sends[r * 3] * bytes_per_send, nvl = sends[r * 3 + 1] * bytes_per_send;
+    if (sends[r * 3] > 0 && ib > b.ib_bytes) { b.ib_bytes = ib; b.ib_rank = r; }
+    if (sends[r * 3 + 1] > 0 && nvl > b.nvlink_bytes) { b.nvlink_bytes = nvl; b.nvlink_rank = r; }
+  }
+  return b;
+}
+
 double bytes_moved(const Params& p) { return spec_bytes(input_specs(p)) + spec_bytes(output_specs(p)); }
 
 namespace {

@@ -109,6 +109,24 @@ float wire_value(const Params& p, const uint8_t* payload, const uint8_t* scales,
 
 double bytes_per_dispatch_send(const Params& p);
 double bytes_per_combine_send(const Params& p);
+
+// The bandwidth of one dispatch or combine as DeepEP's tests report it: per link type, the bytes
+// the busiest rank moves over that link divided by the time (the slowest rank's), so a figure
+// compares with the link's speed:
+//   ib_bytes(r)     = IB sends of rank r x bytes per send      (link_sends[r][0])
+//   nvlink_bytes(r) = NVLink sends of rank r x bytes per send  (link_sends[r][1], forwards included)
+//   bytes per send  = bytes_per_dispatch_send (payload + scales) or bytes_per_combine_send (2 D)
+//   GB/s            = max_r bytes(r) / seconds / 1e9
+// The combine retraces the dispatch's path, so the same counts serve both. Local copies move no
+// link bytes. `sends` is link_sends' [R, 3] i32.
+struct LinkBandwidth {
+  double seconds = 0;
+  double ib_bytes = 0, nvlink_bytes = 0;  // of the busiest rank for each link
+  int64_t ib_rank = -1, nvlink_rank = -1;  // that rank (-1: no rank used the link)
+  double ib_gbs() const { return seconds > 0 ? ib_bytes / seconds / 1e9 : 0; }
+  double nvlink_gbs() const { return seconds > 0 ? nvlink_bytes / seconds / 1e9 : 0; }
+};
+LinkBandwidth link_bandwidth(const Params& p, const int32_t* sends, double bytes_per_send, double seconds);
 double bytes_moved(const Params& p);  // every input read once and every output written once
 double expert_scale(int64_t e, int64_t experts);  // s_e = 1 + e / E
 

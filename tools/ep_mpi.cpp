@@ -4,7 +4,8 @@
 // packets travel as point-to-point messages; then the combine packets travel back. Rank 0 gathers
 // every rank's slices and compares them bit for bit with the simulated execution (the reference),
 // then runs the order-free delivery and combine checks, and prints the dispatch and combine times
-// (the slowest rank's). Exit status: 0 when identical and checked, 1 on a difference, 2 on bad
+// (the slowest rank's) with the per-link bandwidths of the busiest rank as DeepEP reports them
+// (reference/ep.hpp link_bandwidth), and with --json writes them. Exit status: 0 when identical and checked, 1 on a difference, 2 on bad
 // input, 3 when a peer did not answer within --timeout (the job is aborted, naming the ranks).
 // A mismatched configuration across ranks (another case string) is reported with the rank.
 #include <mpi.h>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/json_file.hpp"
 #include "reference/ep.hpp"
 #include "reference/ep_checks.hpp"
 
@@ -118,6 +120,7 @@ int run(int argc, char** argv) {
   dsv3::ep::Params p;
   std::string wire = "fp8", draw = "router";
   int exit_rank = -1, stall_rank = -1;
+  std::string json;
   app.add_option("--model", p.model, "Model config id (datasets/models): experts, top-k, gate")->capture_default_str();
   app.add_option("--ranks-per-node", p.ranks_per_node, "Ranks per node G (the world size must be a multiple)")->capture_default_str();
   app.add_option("--tokens", p.tokens, "Tokens per rank")->capture_default_str();
@@ -128,6 +131,7 @@ int run(int argc, char** argv) {
   app.add_option("--timeout", g_timeout, "Seconds to wait for a peer before aborting the job")->capture_default_str();
   app.add_option("--exit-rank", exit_rank, "Fault injection: this rank exits before the dispatch");
   app.add_option("--stall-rank", stall_rank, "Fault injection: this rank sleeps past --timeout before the dispatch");
+  app.add_option("--json", json, "Rank 0 writes the case, the times and the per-link bandwidths here (JSON, atomically)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -189,6 +193,20 @@ int run(int argc, char** argv) {
   }
   std::printf("case %s over %d MPI processes: %s; dispatch %.3f ms, combine %.3f ms (slowest rank)\n", p.to_string().c_str(), g_size,
               diffs ? "FAILED" : "identical to the simulated execution", slowest[0] * 1e3, slowest[1] * 1e3);
+  // Per-link bandwidth as DeepEP counts it (reference/ep.hpp link_bandwidth): the busiest rank.
+  const dsv3::ep::LinkBandwidth bw[2] = {
+      dsv3::ep::link_bandwidth(p, sends.data(), dsv3::ep::bytes_per_dispatch_send(p), slowest[0]),
+      dsv3::ep::link_bandwidth(p, sends.data(), dsv3::ep::bytes_per_combine_send(p), slowest[1])};
+  const char* names[2] = {"dispatch", "combine"};
+  nlohmann::json row = {{"case", p.to_string()}, {"processes", g_size}, {"identical", diffs == 0}};
+  for (int i = 0; i < 2; ++i) {
+    std::printf("%-8s  IB %.4g GB/s (rank %lld: %.0f B)   NVLink %.4g GB/s (rank %lld: %.0f B)   in %.3f ms\n", names[i], bw[i].ib_gbs(),
+                static_cast<long long>(bw[i].ib_rank), bw[i].ib_bytes, bw[i].nvlink_gbs(), static_cast<long long>(bw[i].nvlink_rank),
+                bw[i].nvlink_bytes, bw[i].seconds * 1e3);
+    row[names[i]] = {{"seconds", bw[i].seconds}, {"ib_bytes", bw[i].ib_bytes}, {"ib_rank", bw[i].ib_rank}, {"ib_gbs", bw[i].ib_gbs()},
+                     {"nvlink_bytes", bw[i].nvlink_bytes}, {"nvlink_rank", bw[i].nvlink_rank}, {"nvlink_gbs", bw[i].nvlink_gbs()}};
+  }
+  if (!json.empty()) dsv3::write_json_atomic(json, row);
   return diffs ? 1 : 0;
 }
 
