@@ -5,7 +5,7 @@ naming the field (exit 2), and --json writes rows with the documented keys (docs
 
 With --report PYTHON, a bundle holding only studies.decode_limit, studies.topology and
 studies.train_cost, studies.node_limit (those JSON rows, as `dsv3 run` writes them) goes through
-scripts/plot.py (node_limit.png, decode_limit.png must be drawn) and scripts/report.py,
+scripts/plot.py (node_limit.png, decode_limit.png, topology.png must be drawn) and scripts/report.py,
 which must show the decode-limit table per hardware profile and the topology table.
 
 Usage: cli_netmodel_test.py <path to dsv3> <scratch dir> [--report <python>]
@@ -212,16 +212,16 @@ def report(dsv3, scratch, python):
     print(f"ok: REPORT.md has the decode-limit table ({len(hardware)} profiles), the topology, train-cost and node-limit tables")
     plots = os.path.join(scratch, "plots")
     run([python, os.path.join(SCRIPTS, "plot.py"), bundle, "--out", plots], 0)
-    for png in ("node_limit.png", "decode_limit.png"):
+    for png in ("node_limit.png", "decode_limit.png", "topology.png"):
         if not os.path.isfile(os.path.join(plots, png)):
             sys.exit(f"FAIL: plot.py wrote no {png}")
     run([python, os.path.join(SCRIPTS, "report.py"), bundle, "--out", out, "--plots", plots], 0)
     with open(out) as f:
         text = f.read()
-    for png in ("node_limit.png", "decode_limit.png"):
+    for png in ("node_limit.png", "decode_limit.png", "topology.png"):
         if png not in text:
             sys.exit(f"FAIL: REPORT.md does not link {png}")
-    print("ok: plot.py drew node_limit.png and decode_limit.png; REPORT.md links them")
+    print("ok: plot.py drew node_limit.png, decode_limit.png and topology.png; REPORT.md links them")
 
 
 def main():

@@ -185,8 +185,8 @@ StepOut forward(const Weights& w, Session& s, const std::vector<int32_t>& tokens
 std::vector<float> mtp_forward(const Weights& w, Session& s, const std::vector<uint16_t>& final_hidden,
                                const std::vector<int32_t>& next_tokens, int64_t start_pos);
 
-// One block alone (tests compare it with the component references): h [T, dim] BF16 at
-// positions start .. start + T - 1 of `cache`'s `layer`; returns the block's output.
+// One transformer block (a main layer's or the MTP module's): h [T, dim] BF16 at positions
+// start .. start + T - 1, appended to `cache`'s `layer`; returns the block's output.
 std::vector<uint16_t> block_forward(const ModelConfig& cfg, const Block& b, LatentCache& cache, int64_t layer,
                                     const std::vector<uint16_t>& h, int64_t start_pos);
 

@@ -26,6 +26,8 @@ Reads one or more bundle.json files and writes, into --out:
                       token, nodes per token and top-K score kept over the node limit (plot_netmodel.py)
   decode_limit.png    studies.decode_limit: the ISCA §2.3.2 tokens/s limit per case and link, log
                       scale, the paper's figures as markers (scripts/plot_netmodel.py)
+  topology.png        studies.topology: cost per endpoint against endpoints per topology beside
+                      ISCA Table 3 (scripts/plot_netmodel.py)
   mtp_speedup.png     the MTP decode speedup model from the MLA decode (s_q 1, 2) and MoE layer (B, 2B)
                       benchmarks, against V3's 85-90% acceptance and 1.8x (scripts/mtp_speedup.py)
 A plot whose data is absent from every bundle is skipped with a note. With several
@@ -53,7 +55,7 @@ except ImportError as e:  # pragma: no cover - environment problem
 from plot_pipeline import plot_pipeline_timeline  # noqa: E402
 from plot_train import plot_fp8_train_lm  # noqa: E402
 from mtp_speedup import plot_mtp_speedup  # noqa: E402
-from plot_netmodel import plot_decode_limit, plot_node_limit  # noqa: E402
+from plot_netmodel import plot_decode_limit, plot_node_limit, plot_topology  # noqa: E402
 
 STATUS_COLORS = {"pass": "#4caf50", "fail": "#e53935", "skip": "#9e9e9e"}
 GOAL = 0.85
@@ -412,6 +414,7 @@ def main():
     plot_mtp_speedup(bundles, out_dir, written, save, plt)
     plot_node_limit(bundles, out_dir, written, save, plt)
     plot_decode_limit(bundles, out_dir, written, save, plt)
+    plot_topology(bundles, out_dir, written, save, plt)
     print(f"{len(written)} plot(s) written to {out_dir}")
     return 0
 

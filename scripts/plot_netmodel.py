@@ -5,6 +5,9 @@
                     remote node) and without it (one per remote GPU), NVLink bytes; (b) the mean
                     nodes per token and the share of the unrestricted top-K score kept. The
                     config's M (V3: 4) is marked.
+  topology.png      studies.topology: cost per endpoint against endpoints (log scale) per topology,
+                    this model's figures filled, ISCA Table 3's hollow (FT2, MPFT, FT3 from the
+                    formulas with fitted prices; Slim Fly and Dragonfly from the paper's counts).
   decode_limit.png  studies.decode_limit: decode tokens/s limit (ISCA §2.3.2) per case and link,
                     log scale, with the paper's printed figures as markers; scale-up rows whose EP
                     group does not fit one NVLink domain are hatched (the limit needs the whole
@@ -94,3 +97,29 @@ def plot_decode_limit(bundles, out_dir, written, save, plt):
                  f"{b['_label']}", fontsize=9)
     fig.tight_layout()
     save(fig, out_dir, "decode_limit.png", written)
+
+
+def plot_topology(bundles, out_dir, written, save, plt):
+    b, rows = _rows(bundles, "topology", "cost_per_endpoint_usd")
+    if not rows:
+        print("note: no studies.topology rows in any bundle; skipping topology.png")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, r in enumerate(rows):
+        color = f"C{i}"
+        ax.scatter([r["endpoints"]], [r["cost_per_endpoint_usd"] / 1e3], color=color, s=40, zorder=3,
+                   label=f"{r.get('topology')}: {r.get('name')}")
+        paper = r.get("paper") if isinstance(r.get("paper"), dict) else {}
+        if finite(paper.get("cost_per_endpoint_kusd")) is not None and finite(paper.get("endpoints")) is not None:
+            ax.scatter([paper["endpoints"]], [paper["cost_per_endpoint_kusd"]], facecolors="none", edgecolors=color, s=120, zorder=2)
+    ax.scatter([], [], facecolors="none", edgecolors="k", s=120, label="ISCA Table 3")
+    ax.set_xscale("log")
+    ax.set_xlabel("endpoints (GPUs)")
+    ax.set_ylabel("cost per endpoint (k$)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    r0 = rows[0]
+    ax.set_title(f"Network topologies at radix {r0.get('radix')}, prices fitted to ISCA Table 3 (docs/netmodel.md) — {b['_label']}",
+                 fontsize=8)
+    fig.tight_layout()
+    save(fig, out_dir, "topology.png", written)

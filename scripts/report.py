@@ -31,7 +31,7 @@ COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
 PLOT_ORDER = ["ceilings.png", "correctness.png", "fp8_scaling.png", "fp8_equal_bits.png", "fp8_accum.png",
               "kv_cache.png", "moe_balance.png", "fp8_train_lm.png", "mtp_speedup.png",
-              "node_limit.png", "decode_limit.png"]
+              "node_limit.png", "decode_limit.png", "topology.png"]
 
 
 def cell(v):
