@@ -12,6 +12,13 @@ __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w 
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }  // high half
 __device__ __forceinline__ float bf16_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
 __device__ __forceinline__ uint16_t to_bf16(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
+// One correct RNE rounding of an FP64 value to BF16 (core/dtype.cpp's bf16_from_f64 gives the same
+// bits): round to odd into FP32 (truncate, then set the last bit when inexact), then RNE to BF16.
+__device__ __forceinline__ uint16_t bf16_from_f64(double d) {
+  float t = __double2float_rz(d);
+  if (static_cast<double>(t) != d && d == d) t = __uint_as_float(__float_as_uint(t) | 1u);
+  return to_bf16(t);
+}
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // RNE, as __float2bfloat16_rn
   return static_cast<uint32_t>(__bfloat16_as_ushort(v.x)) | (static_cast<uint32_t>(__bfloat16_as_ushort(v.y)) << 16);

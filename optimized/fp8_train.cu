@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "core/dtype.hpp"
+#include "optimized/bf16_device.cuh"
 #include "optimized/cuda_check.hpp"
 #include "optimized/device_io.hpp"
 #include "optimized/fp8_quant.cuh"
@@ -120,13 +121,8 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>(
 #define DSV3_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-// One correct RNE rounding of an FP64 value to BF16: round to odd into FP32 (truncate, then set
-// the last bit when inexact), then RNE to BF16 (core/dtype.cpp's bf16_from_f64 gives the same value).
-__device__ __nv_bfloat16 bf16_rn_f64(double d) {
-  float t = __double2float_rz(d);
-  if (static_cast<double>(t) != d && d == d) t = __uint_as_float(__float_as_uint(t) | 1u);
-  return __float2bfloat16_rn(t);
-}
+// One correct RNE rounding of an FP64 value to BF16 (gpu::bf16_from_f64).
+__device__ __nv_bfloat16 bf16_rn_f64(double d) { return __ushort_as_bfloat16(dsv3::gpu::bf16_from_f64(d)); }
 
 __device__ double bf(const __nv_bfloat16 v) { return static_cast<double>(__bfloat162float(v)); }
 
@@ -365,14 +361,11 @@ class ExactStep final : public Runner {
 void dsv3_register_fp8_train_cuda() {
   using namespace dsv3;
   using namespace dsv3::fp8train;
-  Variant v;
-  v.component = "fp8_train";
-  v.name = "cuda_exact";
-  v.description = "the FP8 step on the GPU with the reference's arithmetic: fp8_quant's kernels, FP64-exact group sums "
-                  "with FP32 promotion, SwiGLU and AdamW on shared scalar code (optimized/fp8_train.cu; not the fast path)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) { return unsupported(c.as<Params>()); };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> { return std::make_unique<ExactStep>(c.as<Params>(), io); };
+  Variant v = cuda_variant<Params, ExactStep>(
+      "fp8_train", "cuda_exact",
+      "the FP8 step on the GPU with the reference's arithmetic: fp8_quant's kernels, FP64-exact group sums "
+      "with FP32 promotion, SwiGLU and AdamW on shared scalar code (optimized/fp8_train.cu; not the fast path)",
+      unsupported);
   v.tolerances["*"] = Tolerance::bit_exact(
       "the reference's operations in its order: exact FP64 group sums, FP32 promotion, fp8_quant's bit-exact kernels, "
       "fp8_train_math.hpp's exp and AdamW");

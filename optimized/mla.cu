@@ -44,12 +44,10 @@ __global__ void causal_softmax(const float* __restrict__ scores, __nv_bfloat16* 
   if (threadIdx.x == 0) lse[lse_base + static_cast<int64_t>(hl) * lse_head_stride + i] = __fadd_rn(m, logf(l));
 }
 
-class PrefillRunner final : public Runner {
+class PrefillRunner final : public DeviceRunner<Params> {
  public:
-  PrefillRunner(const Params& p, Io& io) : p_(p), io_(io), dev_(io) {
+  PrefillRunner(const Params& p, Io& io) : DeviceRunner(p, io, "mla/cublas_prefill") {
     p_.validate();
-    require_tensors(io.in, input_specs(p_), "mla/cublas_prefill inputs");
-    require_tensors(io.out, output_specs(p_), "mla/cublas_prefill outputs");
     const int64_t s = p_.s_q, per_head = s * s * 4;
     chunk_ = std::clamp<int64_t>((int64_t{1} << 30) / per_head, 1, p_.heads);
     scores_ = DeviceBuffer(static_cast<std::size_t>(chunk_ * per_head), "prefill scores");
@@ -94,15 +92,12 @@ class PrefillRunner final : public Runner {
       }
   }
   void fetch() override {
-    dev_.fetch(io_);
+    DeviceRunner::fetch();
     scores_.check_canaries();
     probs_.check_canaries();
   }
 
  private:
-  Params p_;
-  Io& io_;
-  DeviceIo dev_;
   DeviceBuffer scores_, probs_;
   int64_t chunk_ = 1;
   cublasHandle_t handle_ = nullptr;
@@ -114,18 +109,14 @@ class PrefillRunner final : public Runner {
 void dsv3_register_mla_cuda() {
   using namespace dsv3;
   using namespace dsv3::mla;
-  Variant v;
-  v.component = "mla";
-  v.name = "cublas_prefill";
-  v.description = "naive prefill: cuBLAS batched Q K^T and P V (BF16 in, FP32 accumulate), FP32 causal softmax rounded to BF16 (optimized/mla.cu)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) -> std::string {
-    const Params& p = c.as<Params>();
-    if (p.op != Op::prefill) return "decode runs on the paged-latent decode kernel (the MLA decode issue), not here";
-    if (p.s_q > 65535) return "prefill length > 65535 (one grid row per query)";
-    return {};
-  };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> { return std::make_unique<PrefillRunner>(c.as<Params>(), io); };
+  Variant v = cuda_variant<Params, PrefillRunner>(
+      "mla", "cublas_prefill",
+      "naive prefill: cuBLAS batched Q K^T and P V (BF16 in, FP32 accumulate), FP32 causal softmax rounded to BF16 (optimized/mla.cu)",
+      [](const Params& p) -> std::string {
+        if (p.op != Op::prefill) return "decode runs on the paged-latent decode kernel (the MLA decode issue), not here";
+        if (p.s_q > 65535) return "prefill length > 65535 (one grid row per query)";
+        return {};
+      });
   // P is rounded to BF16 before P V (|dp_j| <= 2^-9 p_j), so out moves by at most 2^-9 sum_j p_j |v_j|
   // (the magnitude aid); FP32 accumulation over S <= 4096 keys adds at most 4096 * 2^-24 of it; both
   // sides round out to BF16 (2^-9 |ref| each, so 2^-8 with a margin for the FP32 softmax).

@@ -176,13 +176,10 @@ class CudaRunner final : public Runner {
 void dsv3_register_moe_cuda() {
   using namespace dsv3;
   using namespace dsv3::moe;
-  Variant v;
-  v.component = "moe";
-  v.name = "cuda";
-  v.description = "permute: tile histograms, scanned offsets, rank-in-tile scatter (deterministic order); combine: block per token, FP32 fmaf (optimized/moe.cu)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) { return unsupported(c.as<Params>()); };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> { return std::make_unique<CudaRunner>(c.as<Params>(), io); };
+  Variant v = cuda_variant<Params, CudaRunner>(
+      "moe", "cuda",
+      "permute: tile histograms, scanned offsets, rank-in-tile scatter (deterministic order); combine: block per token, FP32 fmaf (optimized/moe.cu)",
+      unsupported);
   v.tolerances["*"] = Tolerance::bit_exact("permute moves values and computes integer rows in the reference's order: nothing is rounded");
   // combine: the FP32 fmaf chain of k terms is within k 2^-24 sum_j |w_j v_j| (times 1.01 for the
   // higher-order terms) of the exact sum; both sides then round once to BF16 (unit roundoff 2^-8

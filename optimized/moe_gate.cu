@@ -67,13 +67,6 @@ __device__ int warp_best(const float* vals, const uint8_t* skip, int lo, int hi)
   return bi;
 }
 
-// RN to BF16 of an FP64 value: round to odd into FP32 (keeps a sticky bit), then RNE.
-__device__ __forceinline__ uint16_t bf16_from_f64(double d) {
-  float f = __double2float_rz(d);
-  if (static_cast<double>(f) != d && !isnan(d) && !isinf(f)) f = __uint_as_float(__float_as_uint(f) | 1u);
-  return gpu::to_bf16(f);
-}
-
 __global__ void __launch_bounds__(kThreads) gate_kernel(Dims d, const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
                                                         const float* __restrict__ bias, uint16_t* __restrict__ out_w,
                                                         int32_t* __restrict__ out_i) {
@@ -188,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) gate_kernel(Dims d, const uint16_t* 
     for (int j = 0; j < d.topk; ++j) {
       double wj = static_cast<double>(s[out_i[row + j]]);
       if (d.sigmoid) wj = __ddiv_rn(wj, sum);
-      out_w[row + j] = bf16_from_f64(__dmul_rn(wj, static_cast<double>(d.route_scale)));
+      out_w[row + j] = gpu::bf16_from_f64(__dmul_rn(wj, static_cast<double>(d.route_scale)));
     }
 }
 
@@ -200,11 +193,9 @@ std::string unsupported(const Params& p) {
   return {};
 }
 
-class CudaRunner final : public Runner {
+class CudaRunner final : public DeviceRunner<Params> {
  public:
-  CudaRunner(const Params& p, Io& io) : p_(p), io_(io), dev_(io) {
-    require_tensors(io.in, input_specs(p_), "moe_gate/cuda inputs");
-    require_tensors(io.out, output_specs(p_), "moe_gate/cuda outputs");
+  CudaRunner(const Params& p, Io& io) : DeviceRunner(p, io, "moe_gate/cuda") {
     const Routing r = p_.routing();
     d_ = Dims{static_cast<int>(p_.tokens), static_cast<int>(r.dim), static_cast<int>(r.experts), static_cast<int>(r.groups),
               static_cast<int>(r.topk_groups), static_cast<int>(r.topk), static_cast<float>(r.route_scale), r.sigmoid, r.bias};
@@ -215,12 +206,8 @@ class CudaRunner final : public Runner {
                                     dev_.out<uint16_t>(0), dev_.out<int32_t>(1));
     DSV3_CUDA_CHECK(cudaGetLastError());
   }
-  void fetch() override { dev_.fetch(io_); }
 
  private:
-  Params p_;
-  Io& io_;
-  DeviceIo dev_;
   Dims d_{};
 };
 
@@ -230,13 +217,10 @@ class CudaRunner final : public Runner {
 void dsv3_register_moe_gate_cuda() {
   using namespace dsv3;
   using namespace dsv3::moe_gate;
-  Variant v;
-  v.component = "moe_gate";
-  v.name = "cuda";
-  v.description = "fused gate: FP64-accumulated logits, scores, bias, group top-2 / top-k, expert top-k, weights (optimized/moe_gate.cu)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) { return unsupported(c.as<Params>()); };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> { return std::make_unique<CudaRunner>(c.as<Params>(), io); };
+  Variant v = cuda_variant<Params, CudaRunner>(
+      "moe_gate", "cuda",
+      "fused gate: FP64-accumulated logits, scores, bias, group top-2 / top-k, expert top-k, weights (optimized/moe_gate.cu)",
+      unsupported);
   v.tolerances["*"] = Tolerance::bit_exact(
       "the logits are FP64 sums of exact BF16 products rounded once to FP32, as the reference's (another summation "
       "order changes an FP32 logit only for a sum within ~1e-16 of a rounding boundary); scores, selection and weights "

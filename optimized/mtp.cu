@@ -162,13 +162,9 @@ std::string unsupported(const Params& p) {
   return {};
 }
 
-class CudaRunner final : public Runner {
+class CudaRunner final : public DeviceRunner<Params> {
  public:
-  CudaRunner(const Params& p, Io& io) : p_(p), io_(io), dev_(io) {
-    p_.validate();
-    require_tensors(io.in, input_specs(p_), "mtp/cuda inputs");
-    require_tensors(io.out, output_specs(p_), "mtp/cuda outputs");
-  }
+  CudaRunner(const Params& p, Io& io) : DeviceRunner(p, io, "mtp/cuda") {}
   void run() override {
     verify_kernel<<<static_cast<unsigned>(p_.batch), kThreads>>>(
         p_.rule == Rule::sample, dev_.in<float>(0), dev_.in<float>(1), dev_.in<int32_t>(2),
@@ -176,12 +172,6 @@ class CudaRunner final : public Runner {
         dev_.out<int32_t>(0), dev_.out<int32_t>(1));
     DSV3_CUDA_CHECK(cudaGetLastError());
   }
-  void fetch() override { dev_.fetch(io_); }
-
- private:
-  Params p_;
-  Io& io_;
-  DeviceIo dev_;
 };
 
 }  // namespace
@@ -190,13 +180,9 @@ class CudaRunner final : public Runner {
 void dsv3_register_mtp_cuda() {
   using namespace dsv3;
   using namespace dsv3::mtp;
-  Variant v;
-  v.component = "mtp";
-  v.name = "cuda";
-  v.description = "one block per sequence: block argmax, exact FP64 acceptance test, integer-grid draw by block scan (optimized/mtp.cu)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) { return unsupported(c.as<Params>()); };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> { return std::make_unique<CudaRunner>(c.as<Params>(), io); };
+  Variant v = cuda_variant<Params, CudaRunner>(
+      "mtp", "cuda", "one block per sequence: block argmax, exact FP64 acceptance test, integer-grid draw by block scan (optimized/mtp.cu)",
+      unsupported);
   v.tolerances["*"] = Tolerance::bit_exact(
       "the same decisions: the acceptance test is one exact FP64 comparison and the draw sums integer weights "
       "(exact in any order), so the reference's tokens are reproduced from the same bits");

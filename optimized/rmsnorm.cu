@@ -78,13 +78,9 @@ std::string unsupported(const Params& p) {
   return {};
 }
 
-class CudaRunner final : public Runner {
+class CudaRunner final : public DeviceRunner<Params> {
  public:
-  CudaRunner(const Params& p, Io& io) : p_(p), io_(io), dev_(io) {
-    p_.validate();
-    require_tensors(io.in, input_specs(p_), "rmsnorm/cuda inputs");
-    require_tensors(io.out, output_specs(p_), "rmsnorm/cuda outputs");
-  }
+  CudaRunner(const Params& p, Io& io) : DeviceRunner(p, io, "rmsnorm/cuda") { p_.validate(); }
   void run() override {
     const bool vec = p_.dim % 8 == 0;  // rows then start on 16-byte boundaries (cudaMalloc is 256-aligned)
     const int per_thread = vec ? 8 : 1;
@@ -95,12 +91,6 @@ class CudaRunner final : public Runner {
     else rmsnorm_kernel<false><<<grid, threads>>>(dev_.in<uint16_t>(0), dev_.in<uint16_t>(1), dev_.out<uint16_t>(0), static_cast<int>(p_.dim), eps);
     DSV3_CUDA_CHECK(cudaGetLastError());
   }
-  void fetch() override { dev_.fetch(io_); }
-
- private:
-  Params p_;
-  Io& io_;
-  DeviceIo dev_;
 };
 
 }  // namespace
@@ -109,13 +99,8 @@ class CudaRunner final : public Runner {
 void dsv3_register_rmsnorm_cuda() {
   using namespace dsv3;
   using namespace dsv3::rmsnorm;
-  Variant v;
-  v.component = "rmsnorm";
-  v.name = "cuda";
-  v.description = "one block per row, FP32 block reduction, 16-byte loads (optimized/rmsnorm.cu)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) { return unsupported(c.as<Params>()); };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> { return std::make_unique<CudaRunner>(c.as<Params>(), io); };
+  Variant v = cuda_variant<Params, CudaRunner>("rmsnorm", "cuda", "one block per row, FP32 block reduction, 16-byte loads (optimized/rmsnorm.cu)",
+                                                unsupported);
   v.tolerances["*"] = Tolerance::in_ulps(
       3, DType::bf16,
       "the FP32 sum of squares runs in another order than the reference's FP64 sum, so rinv may differ in its "

@@ -48,12 +48,10 @@ __global__ void rope_kernel(const uint16_t* __restrict__ x, const int32_t* __res
   }
 }
 
-class CudaRunner final : public Runner {
+class CudaRunner final : public DeviceRunner<Params> {
  public:
-  CudaRunner(const Params& p, Io& io) : p_(p), io_(io), dev_(io) {
+  CudaRunner(const Params& p, Io& io) : DeviceRunner(p, io, "rope/cuda") {
     p_.validate();
-    require_tensors(io.in, input_specs(p_), "rope/cuda inputs");
-    require_tensors(io.out, output_specs(p_), "rope/cuda outputs");
     check_positions(p_, io.in[1]);
     const std::vector<float> t = cos_sin_table(p_.settings(), p_.max_pos);
     table_ = DeviceBuffer(t.size() * sizeof(float), "cos/sin table");
@@ -71,14 +69,11 @@ class CudaRunner final : public Runner {
     DSV3_CUDA_CHECK(cudaGetLastError());
   }
   void fetch() override {
-    dev_.fetch(io_);
+    DeviceRunner::fetch();
     table_.check_canaries();
   }
 
  private:
-  Params p_;
-  Io& io_;
-  DeviceIo dev_;
   DeviceBuffer table_;
   int sms_ = 1;
 };
@@ -89,16 +84,9 @@ class CudaRunner final : public Runner {
 void dsv3_register_rope_cuda() {
   using namespace dsv3;
   using namespace dsv3::rope;
-  Variant v;
-  v.component = "rope";
-  v.name = "cuda";
-  v.description = "16-byte loads of 4 pairs, host-built cos/sin table, explicitly rounded FP32 rotation (optimized/rope.cu)";
-  v.backend = Backend::cuda;
-  v.unsupported = [](const Case& c) -> std::string {
-    if (c.as<Params>().heads > (1 << 30)) return "heads > 2^30";
-    return {};
-  };
-  v.prepare = [](const Case& c, Io& io) -> std::unique_ptr<Runner> { return std::make_unique<CudaRunner>(c.as<Params>(), io); };
+  Variant v = cuda_variant<Params, CudaRunner>(
+      "rope", "cuda", "16-byte loads of 4 pairs, host-built cos/sin table, explicitly rounded FP32 rotation (optimized/rope.cu)",
+      [](const Params& p) -> std::string { return p.heads > (1 << 30) ? "heads > 2^30" : ""; });
   v.tolerances["*"] = Tolerance::bit_exact(
       "the kernel reads the reference's own cos/sin table and performs the same IEEE FP32 operations "
       "(__fmul_rn/__fsub_rn/__fadd_rn, RNE to BF16)");
