@@ -173,8 +173,7 @@ std::vector<double> moe_layer(const ModelConfig& c, const Moe& m, const Codes& x
   const moe_gate::Routing r = moe_gate::Routing::from(c);
   const int64_t D = c.dim, E = r.experts, k = r.topk;
   const std::vector<double> x = to_f64(xc);
-  const Linear gate{m.gate, std::nullopt};
-  const std::vector<double> logits = apply(gate, x, T);  // exact BF16 products, fixed-order FP64 sums
+  const std::vector<double> logits = apply(m.gate, x, T);  // exact BF16 products, fixed-order FP64 sums
   std::vector<int32_t> idx(static_cast<std::size_t>(T * k));
   std::vector<double> g(static_cast<std::size_t>(T * k));
   {

@@ -69,7 +69,7 @@ struct Attention {
   std::vector<double> q_norm, kv_norm;
 };
 struct Moe {
-  Tensor gate;                 // bf16 [E, dim]
+  Linear gate;                 // bf16 [E, dim] (never FP8)
   std::optional<Tensor> bias;  // f32 [E] (e_score_correction_bias) when the config has one
   std::vector<Mlp> experts;
   std::optional<Mlp> shared;

@@ -82,6 +82,13 @@ std::vector<Tensor> make_inputs(const Params& p) {
 
 double bytes_moved(const Params& p) { return spec_bytes(input_specs(p)) + spec_bytes(output_specs(p)); }
 
+// Checks the case's tensors (ShapeError naming `variant`) and returns its weights.
+const Weights& checked_weights(const Params& p, const Io& io, const std::string& variant) {
+  require_tensors(io.in, input_specs(p), variant + " inputs");
+  require_tensors(io.out, output_specs(p), variant + " outputs");
+  return weights_of(p);
+}
+
 std::vector<int32_t> tokens_of(const Io& io) {
   const auto s = io.in[0].span<const int32_t>();
   return {s.begin(), s.end()};
@@ -97,9 +104,7 @@ void store(const Weights& w, const StepOut& o, int64_t t0, int64_t n, int64_t T,
 }
 
 void run_prefill(const Params& p, Io& io) {
-  require_tensors(io.in, input_specs(p), "model/ref inputs");
-  require_tensors(io.out, output_specs(p), "model/ref outputs");
-  const Weights& w = weights_of(p);
+  const Weights& w = checked_weights(p, io, "model/ref");
   const std::vector<int32_t> tokens = tokens_of(io);
   Session s(w, p.cache);
   const StepOut o = forward(w, s, tokens);
@@ -112,9 +117,7 @@ void run_prefill(const Params& p, Io& io) {
 }
 
 void run_decode(const Params& p, Io& io) {
-  require_tensors(io.in, input_specs(p), "model/decode inputs");
-  require_tensors(io.out, output_specs(p), "model/decode outputs");
-  const Weights& w = weights_of(p);
+  const Weights& w = checked_weights(p, io, "model/decode");
   const std::vector<int32_t> tokens = tokens_of(io);
   Session s(w, p.cache);
   std::vector<uint16_t> prev_final;

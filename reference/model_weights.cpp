@@ -203,9 +203,10 @@ Block load_block(const ModelConfig& c, const Checkpoint& ck, int64_t layer) {
   }
   const moe_gate::Routing r = moe_gate::Routing::from(c);
   Moe m;
-  m.gate = need(ck, n("mlp.gate.weight"));
-  check_shape(ck, m.gate, {r.experts, c.dim}, num("n_routed_experts", r.experts) + ", " + dim);
-  if (m.gate.dtype() != DType::bf16) throw InputError(ck.where(m.gate.name()) + ": the gate weight must be BF16, got " + std::string(dtype_name(m.gate.dtype())));
+  m.gate.w = need(ck, n("mlp.gate.weight"));
+  check_shape(ck, m.gate.w, {r.experts, c.dim}, num("n_routed_experts", r.experts) + ", " + dim);
+  if (m.gate.w.dtype() != DType::bf16)
+    throw InputError(ck.where(m.gate.w.name()) + ": the gate weight must be BF16, got " + std::string(dtype_name(m.gate.w.dtype())));
   if (r.bias) {
     m.bias = need(ck, n("mlp.gate.e_score_correction_bias"));
     check_shape(ck, *m.bias, {r.experts}, num("n_routed_experts", r.experts));

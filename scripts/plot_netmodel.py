@@ -16,16 +16,20 @@
 from bundle_io import finite
 
 
-def _rows(bundles, name, key):
-    return next(((b, rs) for b in bundles for rs in [[r for r in (b.get("studies") or {}).get(name) or []
-                                                      if isinstance(r, dict) and finite(r.get(key)) is not None]] if rs),
-                (None, None))
+def _rows(bundles, name, key, png):
+    """(bundle, rows) of the first bundle whose studies.<name> has rows with a number at `key`; else
+    prints that `png` is skipped and returns (None, None)."""
+    for b in bundles:
+        rows = [r for r in (b.get("studies") or {}).get(name) or [] if isinstance(r, dict) and finite(r.get(key)) is not None]
+        if rows:
+            return b, rows
+    print(f"note: no studies.{name} rows in any bundle; skipping {png}")
+    return None, None
 
 
 def plot_node_limit(bundles, out_dir, written, save, plt):
-    b, rows = _rows(bundles, "node_limit", "ib_bytes_per_token")
+    b, rows = _rows(bundles, "node_limit", "ib_bytes_per_token", "node_limit.png")
     if not rows:
-        print("note: no studies.node_limit rows in any bundle; skipping node_limit.png")
         return
     rows = sorted(rows, key=lambda r: r["node_limit"])
     m = [r["node_limit"] for r in rows]
@@ -62,9 +66,8 @@ def plot_node_limit(bundles, out_dir, written, save, plt):
 
 
 def plot_decode_limit(bundles, out_dir, written, save, plt):
-    b, rows = _rows(bundles, "decode_limit", "tokens_per_s")
+    b, rows = _rows(bundles, "decode_limit", "tokens_per_s", "decode_limit.png")
     if not rows:
-        print("note: no studies.decode_limit rows in any bundle; skipping decode_limit.png")
         return
     fig, ax = plt.subplots(figsize=(10, 4.2))
     x = list(range(len(rows)))
@@ -100,9 +103,8 @@ def plot_decode_limit(bundles, out_dir, written, save, plt):
 
 
 def plot_topology(bundles, out_dir, written, save, plt):
-    b, rows = _rows(bundles, "topology", "cost_per_endpoint_usd")
+    b, rows = _rows(bundles, "topology", "cost_per_endpoint_usd", "topology.png")
     if not rows:
-        print("note: no studies.topology rows in any bundle; skipping topology.png")
         return
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, r in enumerate(rows):
