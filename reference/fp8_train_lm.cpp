@@ -312,14 +312,6 @@ Batch sample(const std::vector<uint8_t>& text, const LmConfig& c, Rng& rng) {
   return windows_at(text, c, [&](int64_t) { return static_cast<int64_t>(rng.next() % (span + 1)); });
 }
 
-// softmax of one row of logits in FP64, rounded to FP32 (the verification rules take FP32 rows).
-void softmax_row(const float* logits, int64_t V, float* p) {
-  double mx = logits[0], z = 0;
-  for (int64_t x = 1; x < V; ++x) mx = std::max(mx, static_cast<double>(logits[x]));
-  for (int64_t x = 0; x < V; ++x) z += std::exp(logits[x] - mx);
-  for (int64_t x = 0; x < V; ++x) p[x] = static_cast<float>(std::exp(logits[x] - mx) / z);
-}
-
 // Adds one batch's speculative acceptances (EvalResult) as sums over its row pairs; returns the
 // number of pairs. The draws of the temperature-1 rule come from `rng`.
 int64_t add_acceptance(const LmConfig& c, const Pass& p, Rng& rng, EvalResult& e) {
@@ -329,9 +321,9 @@ int64_t add_acceptance(const LmConfig& c, const Pass& p, Rng& rng, EvalResult& e
   int64_t pairs = 0;
   for (int64_t s = 0; s < c.batch; ++s)
     for (int64_t i = 0; i + 1 < c.seq; ++i, ++pairs) {
-      softmax_row(&p.main_logits[static_cast<std::size_t>((s * c.seq + i + 1) * V)], V, pp.data());
+      mtp::softmax_f32(&p.main_logits[static_cast<std::size_t>((s * c.seq + i + 1) * V)], V, pp.data());
       std::copy_n(pp.begin(), V, pp.begin() + V);  // the bonus row is not looked at here: any distribution
-      softmax_row(&p.mtp_logits[static_cast<std::size_t>((s * (c.seq - 1) + i) * V)], V, q.data());
+      mtp::softmax_f32(&p.mtp_logits[static_cast<std::size_t>((s * (c.seq - 1) + i) * V)], V, q.data());
       const int32_t greedy_draft = mtp::argmax(q.data(), V);
       e.mtp_acceptance += static_cast<double>(mtp::verify(mtp::Rule::greedy, pp.data(), q.data(), &greedy_draft, nullptr, 1, V, tokens));
       const uint32_t bits[2] = {static_cast<uint32_t>(rng.next() >> 32), static_cast<uint32_t>(rng.next() >> 32)};

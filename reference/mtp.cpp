@@ -46,18 +46,6 @@ std::vector<TensorSpec> output_specs(const Params& p) {
   return {{"accepted", DType::i32, {p.batch}}, {"tokens", DType::i32, {p.batch, p.drafts + 1}}};
 }
 
-namespace {
-
-// softmax(logits) in FP64, each probability rounded once to FP32.
-void softmax_f32(const std::vector<double>& logits, float* out) {
-  const double mx = *std::max_element(logits.begin(), logits.end());
-  double sum = 0;
-  for (double l : logits) sum += std::exp(l - mx);
-  for (std::size_t x = 0; x < logits.size(); ++x) out[x] = static_cast<float>(std::exp(logits[x] - mx) / sum);
-}
-
-}  // namespace
-
 std::vector<Tensor> make_inputs(const Params& p) {
   std::vector<Tensor> in = allocate(input_specs(p));
   const int64_t B = p.batch, K = p.drafts, V = p.vocab;
@@ -74,14 +62,14 @@ std::vector<Tensor> make_inputs(const Params& p) {
       for (int64_t j = 0; j <= K; ++j) {
         for (double& l : lp) l = p.sharpness * rng.normal();
         float* prow = &P[static_cast<std::size_t>((b * (K + 1) + j) * V)];
-        softmax_f32(lp, prow);
+        softmax_f32(lp.data(), V, prow);
         if (j == K) break;
         float* qrow = &Q[static_cast<std::size_t>((b * K + j) * V)];
         if (p.draw == Draw::equal) {
           std::copy(prow, prow + V, qrow);
         } else {
           for (std::size_t x = 0; x < lq.size(); ++x) lq[x] = p.draw == Draw::far ? p.sharpness * rng.normal() : lp[x] + 0.7 * rng.normal();
-          softmax_f32(lq, qrow);
+          softmax_f32(lq.data(), V, qrow);
         }
       }
       for (int64_t j = 0; j <= K; ++j) W[static_cast<std::size_t>(b * (K + 1) + j)] = static_cast<int32_t>(static_cast<uint32_t>(rng.next() >> 32));

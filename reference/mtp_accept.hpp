@@ -36,6 +36,8 @@
 // sample rule q[j][draft j] > 0 (a draft q could not have drawn); V <= 2^17.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -60,6 +62,15 @@ uint64_t grid_weight(float p, float q);
 int32_t sample_index(const float* p, const float* q_or_null, int64_t vocab, uint32_t bits);
 // The lowest index of the largest value (inputs validated finite).
 int32_t argmax(const float* p, int64_t vocab);
+// A distribution for the rules from n logits (FP32 or FP64): softmax in FP64 with the maximum
+// subtracted, each probability rounded once to FP32.
+template <class T>
+void softmax_f32(const T* logits, int64_t n, float* p) {
+  double mx = static_cast<double>(logits[0]), z = 0;
+  for (int64_t x = 1; x < n; ++x) mx = std::max(mx, static_cast<double>(logits[x]));
+  for (int64_t x = 0; x < n; ++x) z += std::exp(static_cast<double>(logits[x]) - mx);
+  for (int64_t x = 0; x < n; ++x) p[x] = static_cast<float>(std::exp(static_cast<double>(logits[x]) - mx) / z);
+}
 
 // One sequence (shapes above); writes 1 + accepted tokens and -1 in the rest of tokens[K + 1];
 // returns accepted. Validates its inputs (InputError; `where` names the sequence).
