@@ -90,6 +90,11 @@ const Tensor* find_tensor(const std::vector<Tensor>& ts, const std::string& name
   return nullptr;
 }
 
+const Tensor& tensor_named(const std::vector<Tensor>& ts, const std::string& name, const std::string& what) {
+  if (const Tensor* t = find_tensor(ts, name)) return *t;
+  throw std::logic_error(what + " '" + name + "' missing");
+}
+
 double spec_bytes(const std::vector<TensorSpec>& specs) {
   double b = 0;
   for (const TensorSpec& s : specs) b += static_cast<double>(shape_numel(s.shape)) * static_cast<double>(dtype_size(s.dtype));

@@ -82,6 +82,9 @@ struct TensorSpec {
 std::vector<Tensor> allocate(const std::vector<TensorSpec>& specs);
 // The tensor of `ts` named `name`, or nullptr.
 const Tensor* find_tensor(const std::vector<Tensor>& ts, const std::string& name);
+// The same, for a tensor the caller's own code made (an aid, an output): std::logic_error
+// "<what> '<name>' missing" when absent.
+const Tensor& tensor_named(const std::vector<Tensor>& ts, const std::string& name, const std::string& what = "tensor");
 // Bytes of every tensor the specs name (a case's fewest bytes moved when each is touched once).
 double spec_bytes(const std::vector<TensorSpec>& specs);
 // Checks count, names, dtypes and shapes; throws ShapeError naming `what`, the tensor, and both shapes.

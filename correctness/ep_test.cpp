@@ -20,11 +20,6 @@ Params params(int64_t r, int64_t g, int64_t t, int64_t m = 0, Draw d = Draw::rou
   return p;
 }
 
-const Tensor& named(const std::vector<Tensor>& ts, const std::string& n) {
-  if (const Tensor* t = find_tensor(ts, n)) return *t;
-  throw std::logic_error("no tensor " + n);
-}
-
 // IB, NVLink and local counts per rank sum to reference/netmodel_node_limit.hpp's per-token counts.
 TEST(EpRef, LinkSendsMatchTheNodeLimitModel) {
   for (int64_t m : {1, 2, 4}) {
@@ -43,7 +38,7 @@ TEST(EpRef, LinkSendsMatchTheNodeLimitModel) {
       for (int64_t c = 0; c < k; ++c) self = self || p.placement().rank_of(idx[static_cast<std::size_t>(tok * k + c)]) == src;
       local += self;
     }
-    const auto s = named(out, "link_sends").span<const int32_t>();
+    const auto s = tensor_named(out, "link_sends").span<const int32_t>();
     int64_t got[3] = {0, 0, 0};
     for (int64_t r = 0; r < p.ranks; ++r)
       for (int c = 0; c < 3; ++c) got[c] += s[static_cast<std::size_t>(r * 3 + c)];
@@ -58,16 +53,16 @@ TEST(EpRef, LinkSendsMatchTheNodeLimitModel) {
 TEST(EpRef, WorldSizeOneIsAllLocal) {
   const Params p = params(1, 1, 8);
   const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
-  EXPECT_EQ(named(out, "recv_count").get(0), 8.0);
-  EXPECT_EQ(named(out, "link_sends").get(0), 0.0);  // IB
-  EXPECT_EQ(named(out, "link_sends").get(1), 0.0);  // NVLink
-  EXPECT_EQ(named(out, "link_sends").get(2), 8.0);  // local
+  EXPECT_EQ(tensor_named(out, "recv_count").get(0), 8.0);
+  EXPECT_EQ(tensor_named(out, "link_sends").get(0), 0.0);  // IB
+  EXPECT_EQ(tensor_named(out, "link_sends").get(1), 0.0);  // NVLink
+  EXPECT_EQ(tensor_named(out, "link_sends").get(2), 8.0);  // local
 }
 
 TEST(EpRef, EveryTokenToRankZero) {
   const Params p = params(4, 2, 9, 0, Draw::all_to_rank0);
   const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
-  const Tensor& n = named(out, "recv_count");
+  const Tensor& n = tensor_named(out, "recv_count");
   EXPECT_EQ(n.get(0), 36.0);
   for (int64_t r = 1; r < 4; ++r) EXPECT_EQ(n.get(r), 0.0) << "rank " << r << " receives nothing";
   const std::vector<Tensor> aids = combine_aids(p, in);

@@ -249,11 +249,6 @@ TEST(Fp8TrainAdamW, NonFiniteGradientSkipsTheWholeStep) {
 
 std::vector<Tensor> run_case(const Params& p) { return run_reference_poisoned(p, make_inputs(p)); }
 
-const Tensor& named(const std::vector<Tensor>& ts, const std::string& name) {
-  if (const Tensor* t = find_tensor(ts, name)) return *t;
-  throw std::logic_error("no tensor " + name);
-}
-
 Params linear_case(Special s, Recipe r = Recipe::fp8) {
   Params p;
   p.m = 64; p.k = 256; p.n = 256; p.special = s; p.recipe = r;
@@ -266,9 +261,9 @@ TEST(Fp8TrainStep, NonFiniteGradientsSkipTheUpdate) {
   for (Special s : {Special::nan_grad, Special::inf_grad}) {
     const Params p = linear_case(s);
     const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
-    EXPECT_EQ(named(out, "skipped").get(0), 1.0) << special_name(s);
+    EXPECT_EQ(tensor_named(out, "skipped").get(0), 1.0) << special_name(s);
     for (const char* name : {"weight", "weight.exp_avg", "weight.exp_avg_sq"})
-      EXPECT_EQ(std::memcmp(named(out, name).raw(), named(in, name).raw(), named(out, name).nbytes()), 0) << name;
+      EXPECT_EQ(std::memcmp(tensor_named(out, name).raw(), tensor_named(in, name).raw(), tensor_named(out, name).nbytes()), 0) << name;
     int64_t nan_dx = 0;
     for (int64_t i = 0; i < out[1].numel(); ++i) nan_dx += std::isnan(out[1].get(i));
     for (int64_t i = 0; i < out[0].numel(); ++i) ASSERT_TRUE(std::isfinite(out[0].get(i)));
@@ -282,13 +277,13 @@ TEST(Fp8TrainStep, ZeroGradientsOnlyDecayTheState) {
   for (Recipe r : {Recipe::fp8, Recipe::bf16}) {
     const Params p = linear_case(Special::zero_grad, r);
     const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
-    const Tensor &g = named(out, "weight.grad"), &m = named(out, "weight.exp_avg");
+    const Tensor &g = tensor_named(out, "weight.grad"), &m = tensor_named(out, "weight.exp_avg");
     for (int64_t i = 0; i < g.numel(); ++i) {
       ASSERT_EQ(g.get(i), 0.0);
-      ASSERT_EQ(m.get(i), bf16_to_f32(f32_to_bf16(0.9f * static_cast<float>(named(in, "weight.exp_avg").get(i)))));
+      ASSERT_EQ(m.get(i), bf16_to_f32(f32_to_bf16(0.9f * static_cast<float>(tensor_named(in, "weight.exp_avg").get(i)))));
     }
     for (int64_t i = 0; i < out[1].numel(); ++i) ASSERT_EQ(out[1].get(i), 0.0);  // dx = 0 W
-    EXPECT_EQ(named(out, "skipped").get(0), 0.0);
+    EXPECT_EQ(tensor_named(out, "skipped").get(0), 0.0);
   }
 }
 
@@ -297,12 +292,12 @@ TEST(Fp8TrainStep, ZeroGradientsOnlyDecayTheState) {
 TEST(Fp8TrainStep, ZeroWeightBlockIsHandled) {
   const Params p = linear_case(Special::zero_block);
   const std::vector<Tensor> out = run_case(p);
-  const Tensor& g = named(out, "weight.grad");
+  const Tensor& g = tensor_named(out, "weight.grad");
   for (const Tensor& t : out)
     for (int64_t i = 0; i < t.numel(); ++i) ASSERT_TRUE(std::isfinite(t.get(i))) << t.name();
   const std::vector<Tensor> in = make_inputs(p);
-  EXPECT_EQ(named(in, "weight").get(0), 0.0);
-  EXPECT_NE(g.get(0), named(in, "weight.grad").get(0));  // the block's gradient moved
+  EXPECT_EQ(tensor_named(in, "weight").get(0), 0.0);
+  EXPECT_NE(g.get(0), tensor_named(in, "weight.grad").get(0));  // the block's gradient moved
 }
 
 // FP8 is measurably further from the FP64 step than BF16, and both are inside their bounds.

@@ -123,9 +123,10 @@ std::vector<Tensor> make_inputs(const Params& p) {
 
 double expert_scale(int64_t e, int64_t experts) { return 1.0 + static_cast<double>(e) / static_cast<double>(experts); }
 
-double bytes_per_dispatch_send(const Params& p) {
-  return p.wire == Wire::bf16 ? 2.0 * static_cast<double>(p.dim) : static_cast<double>(p.dim) + 4.0 * static_cast<double>(p.scale_groups());
-}
+int64_t payload_bytes(const Params& p) { return p.wire == Wire::bf16 ? 2 * p.dim : p.dim; }
+int64_t scale_bytes(const Params& p) { return p.wire == Wire::bf16 ? 0 : 4 * p.scale_groups(); }
+
+double bytes_per_dispatch_send(const Params& p) { return static_cast<double>(payload_bytes(p) + scale_bytes(p)); }
 double bytes_per_combine_send(const Params& p) { return 2.0 * static_cast<double>(p.dim); }
 
 LinkBandwidth link_bandwidth(const Params& p, const int32_t* sends, double bytes_per_send, double seconds) {
@@ -143,8 +144,6 @@ double bytes_moved(const Params& p) { return spec_bytes(input_specs(p)) + spec_b
 
 namespace {
 
-int64_t payload_bytes(const Params& p) { return p.wire == Wire::bf16 ? 2 * p.dim : p.dim; }
-int64_t scale_bytes(const Params& p) { return p.wire == Wire::bf16 ? 0 : 4 * p.scale_groups(); }
 int64_t topk(const Params& p) { return p.routing().topk; }
 
 template <class T> void put(std::vector<uint8_t>& b, const T* v, std::size_t n) {

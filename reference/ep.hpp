@@ -84,6 +84,8 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
 // -1 where the expert is on another rank), K weights (f32), the payload (D FP8 codes or 2 D bytes
 // of BF16) and, for FP8 wires, D / 128 f32 scales; a combine row is the token (i32) and D BF16.
 using Packets = std::vector<std::vector<uint8_t>>;
+int64_t payload_bytes(const Params& p);  // one row's channels on the wire: D E4M3 codes or 2 D bytes of BF16
+int64_t scale_bytes(const Params& p);    // its 1x128 scales: 4 D / 128 (FP8 wires), 0 (BF16)
 int64_t dispatch_row_bytes(const Params& p);
 int64_t combine_row_bytes(const Params& p);
 // Source rank s's dispatch packets, one per destination (rows in token order); with `sends`

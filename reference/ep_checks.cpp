@@ -10,12 +10,7 @@
 namespace dsv3::ep {
 namespace {
 
-const Tensor& named(const std::vector<Tensor>& ts, const std::string& name) {
-  if (const Tensor* t = find_tensor(ts, name)) return *t;
-  throw std::logic_error("ep check: tensor '" + name + "' missing");
-}
-
-int64_t row_bytes(const Params& p) { return p.wire == Wire::bf16 ? 2 * p.dim : p.dim; }
+const Tensor& named(const std::vector<Tensor>& ts, const std::string& name) { return tensor_named(ts, name, "ep check: tensor"); }
 
 CompareReport failed(CompareReport r, const std::string& why) {
   r.pass = false;
@@ -26,7 +21,7 @@ CompareReport failed(CompareReport r, const std::string& why) {
 }  // namespace
 
 std::vector<Tensor> combine_aids(const Params& p, const std::vector<Tensor>& in) {
-  const int64_t R = p.ranks, T = p.tokens, D = p.dim, K = p.routing().topk, E = p.routing().experts, rb = row_bytes(p);
+  const int64_t R = p.ranks, T = p.tokens, D = p.dim, K = p.routing().topk, E = p.routing().experts, rb = payload_bytes(p);
   Tensor wire("wire:x", DType::u8, {R, T, rb}), scales("wire:scales", DType::f32, {R, T, p.scale_groups()});
   const WireRows enc = encode_wire(p, in[0], 0, R * T);  // per row: the same as each rank encoding its own rows
   std::memcpy(wire.raw(), enc.codes.data(), enc.codes.size());
@@ -68,7 +63,7 @@ CompareReport delivery_check(const Params& p, const std::vector<Tensor>& aids, c
   r.tolerance = "each token exactly once at each rank holding one of its experts, payload and choices bit for bit";
   r.pass = true;
   const moe_gate::Placement pl = p.placement();
-  const int64_t R = p.ranks, T = p.tokens, K = p.routing().topk, cap = p.capacity(), rb = row_bytes(p), sg = p.scale_groups();
+  const int64_t R = p.ranks, T = p.tokens, K = p.routing().topk, cap = p.capacity(), rb = payload_bytes(p), sg = p.scale_groups();
   const auto idx = named(aids, "in:indices").span<const int32_t>();
   const auto w = named(aids, "in:weights").span<const float>();
   const auto* wire = static_cast<const uint8_t*>(named(aids, "wire:x").raw());

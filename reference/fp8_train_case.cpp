@@ -281,11 +281,7 @@ CompareReport rel_l2_report(const std::string& name, double limit, const Tensor&
 std::vector<CompareReport> high_precision_checks(const Params& p, const std::vector<Tensor>& aids,
                                                  const std::vector<Tensor>& got) {
   std::vector<CompareReport> reps;
-  auto need = [&](const std::string& name) -> const Tensor& {
-    const Tensor* t = find_tensor(aids, name);
-    if (!t) throw std::logic_error("fp8_train: check aid '" + name + "' missing");
-    return *t;
-  };
+  auto need = [&](const std::string& name) -> const Tensor& { return tensor_named(aids, name, "fp8_train: check aid"); };
   reps.push_back(rel_l2_report("y", bound(p, "y"), got.at(0), nullptr, need("hp:y")));
   reps.push_back(rel_l2_report("dx", bound(p, "dx"), got.at(1), nullptr, need("hp:dx")));
   const std::vector<ParamSpec> specs = param_specs(p);
