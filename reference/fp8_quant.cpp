@@ -90,6 +90,14 @@ void quant_128x128(const Tensor& w, Tensor& codes, Tensor& scales, const Params&
   });
 }
 
+Fp8Weight checkpoint_fp8_weight(const Tensor& w) {
+  Params q;
+  q.op = Op::quant_128x128; q.m = w.dim(0); q.k = w.dim(1);
+  Fp8Weight f{Tensor(w.name(), DType::e4m3, {q.m, q.k}), Tensor(w.name() + "_scale_inv", DType::f32, {tiles(q.m), tiles(q.k)})};
+  quant_128x128(w, f.weight, f.scale_inv, q);
+  return f;
+}
+
 void dequant(const Tensor& codes, const Tensor& scales, Tensor& y, const Params& p) {
   const bool block = p.op == Op::dequant_128x128;
   require_tensor(codes, elem_dtype(p.elem), {p.m, p.k}, "fp8 dequant input codes");

@@ -51,6 +51,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fill.hpp"
+#include "core/safetensors.hpp"
 #include "core/tensor.hpp"
 
 namespace dsv3::fp8 {
@@ -97,6 +98,9 @@ uint8_t quantize_element(float x, float s, float amax, const Params& p);
 // Reference implementations. Inputs are checked with require_tensor (ShapeError on mismatch).
 void quant_1x128(const Tensor& x, Tensor& codes, Tensor& scales, const Params& p);
 void quant_128x128(const Tensor& w, Tensor& codes, Tensor& scales, const Params& p);
+// A BF16 weight [N, K] as a DeepSeek-V3 checkpoint stores it in FP8: E4M3 codes named as `w` and
+// "<name>_scale_inv" f32 [ceil(N/128), ceil(K/128)] (quant_128x128 with the default conventions).
+Fp8Weight checkpoint_fp8_weight(const Tensor& w);
 void dequant(const Tensor& codes, const Tensor& scales, Tensor& y, const Params& p);  // both tilings
 void retile_1x128_to_128x1(const Tensor& codes, const Tensor& scales, Tensor& codes_t,
                            Tensor& scales_t, const Params& p);

@@ -86,14 +86,10 @@ void write_layer_weights(const std::filesystem::path& path, int64_t layer, const
     const std::string n = layer_tensor_name(layer, module);
     const Tensor& bf = add_bf16(n, m.data(), {m.rows(), m.cols()});
     if (!fp8) return;
-    fp8::Params q;
-    q.op = fp8::Op::quant_128x128; q.m = m.rows(); q.k = m.cols();
-    auto codes = std::make_unique<Tensor>(n, DType::e4m3, Shape{m.rows(), m.cols()});
-    auto scales = std::make_unique<Tensor>(n + "_scale_inv", DType::f32, Shape{fp8::tiles(m.rows()), fp8::tiles(m.cols())});
-    fp8::quant_128x128(bf, *codes, *scales, q);
+    Fp8Weight q = fp8::checkpoint_fp8_weight(bf);
     owned.pop_back();  // the BF16 copy is replaced by the FP8 pair
-    owned.push_back(std::move(codes));
-    owned.push_back(std::move(scales));
+    owned.push_back(std::make_unique<Tensor>(std::move(q.weight)));
+    owned.push_back(std::make_unique<Tensor>(std::move(q.scale_inv)));
   };
   if (d.q_lora > 0) {
     add_matrix("q_a_proj", w.wq_a);

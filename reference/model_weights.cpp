@@ -265,12 +265,9 @@ std::vector<Tensor> random_checkpoint(const ModelConfig& c, uint64_t seed, bool 
       out.push_back(std::move(t));
       return;
     }
-    fp8::Params q;
-    q.op = fp8::Op::quant_128x128; q.m = rows; q.k = cols;
-    Tensor codes(name, DType::e4m3, {rows, cols}), scales(name + "_scale_inv", DType::f32, {fp8::tiles(rows), fp8::tiles(cols)});
-    fp8::quant_128x128(t, codes, scales, q);
-    out.push_back(std::move(codes));
-    out.push_back(std::move(scales));
+    Fp8Weight q = fp8::checkpoint_fp8_weight(t);
+    out.push_back(std::move(q.weight));
+    out.push_back(std::move(q.scale_inv));
   };
   auto norm = [&](const std::string& name, int64_t n) {
     Tensor t(name, DType::bf16, {n});
