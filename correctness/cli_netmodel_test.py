@@ -187,6 +187,29 @@ def report(dsv3, scratch, python):
         run([dsv3, "model", sub, "--json", path], 0)
         with open(path) as f:
             studies[name] = json.load(f)
+    # The calibrated models from a small measured bundle (a GPU's rows, made up: 70 us of compute per
+    # micro-batch, longer than NVL72's 6.88 us all-to-alls, shorter than 400G IB's 123.86 us).
+    def row(name, us):
+        return {"name": name + "/manual_time", "run_name": name + "/manual_time", "real_time": us, "time_unit": "us"}
+    measured = os.path.join(scratch, "measured.json")
+    with open(measured, "w") as f:
+        json.dump({"device": {"present": True, "name": "Test GPU"}, "benchmarks": [
+            row("mla/cuda/decode b=32 sq=1 h=128 bf16 len~4096 normal", 40),
+            row("fp8_gemm/cublaslt_block/dense m=288 n=4096 k=7168 f32 out=bf16 normal", 20),
+            row("fp8_gemm/cublaslt_block/dense m=288 n=7168 k=2048 f32 out=bf16 normal", 10),
+            row("mla/cublas_prefill/prefill b=1 s=4096 h=128 normal", 900)] +
+            [row(f"fp8_gemm/cublaslt_block/dense m=4096 n={n} k={k} f32 out=bf16 normal", 50)
+             for n, k in ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))]}, f)
+    path = os.path.join(scratch, "study_decode_limit_calibrated.json")
+    run([dsv3, "model", "decode-limit", "--model", "deepseek-v3-671b", "--bundle", measured, "--json", path], 0)
+    with open(path) as f:
+        studies["decode_limit_calibrated"] = json.load(f)
+    studies["pipeline_overlap"] = []
+    for extra in ([], ["--bundle", measured]):
+        path = os.path.join(scratch, "study_pipeline_overlap.json")
+        run([dsv3, "model", "pipeline-overlap", "--hardware", "h800-sxm", *extra, "--json", path], 0)
+        with open(path) as f:
+            studies["pipeline_overlap"] += json.load(f)
     bundle = os.path.join(scratch, "bundle.json")
     with open(bundle, "w") as f:
         json.dump({"schema": "dsv3bench.bundle/1", "created_utc": "2026-01-01T00:00:00Z", "studies": studies}, f)
@@ -206,10 +229,15 @@ def report(dsv3, scratch, python):
                "| DF | isca_table3 | n/a | 1 | 261632 | 16352 | 384272 | 1550.06 | 1522 | 5.925 | 5.8 |",
                "| isca-table4-mpft | 19.926 | 272.800 | 386.1 | 433.5 | 43.83 | 272.80 / 385 / 432 / 43.73 |"]
     needles += [f"| {h}/{link} | {h} | {link} |" for h in hardware for link in ("scale_out", "scale_up")]
+    needles += ["### decode_limit_calibrated", "measured on Test GPU", "| attention (MLA decode, cache ~4096 tokens) | cuda | 40.000 |",
+                "| paper-ib-400g | paper | scale_out | 123.863 | 70.000 | 247.726 | network |",
+                "| paper-gb200-nvl72 | paper | scale_up | 6.881 | 70.000 | 140.000 | compute |",
+                "### pipeline_overlap", "| h800-sxm | profile |", "| h800-sxm | bundle (Test GPU) | 1100.0 | 900.0 |"]
     for needle in needles:
         if needle not in text:
             sys.exit(f"FAIL: {needle!r} not in REPORT.md:\n{text}")
-    print(f"ok: REPORT.md has the decode-limit table ({len(hardware)} profiles), the topology, train-cost and node-limit tables")
+    print(f"ok: REPORT.md has the decode-limit table ({len(hardware)} profiles), the topology, train-cost and node-limit tables, "
+          "the calibrated decode limit and the overlap view")
     plots = os.path.join(scratch, "plots")
     run([python, os.path.join(SCRIPTS, "plot.py"), bundle, "--out", plots], 0)
     for png in ("node_limit.png", "decode_limit.png", "topology.png"):

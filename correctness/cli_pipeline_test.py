@@ -95,7 +95,13 @@ def cli(dsv3, scratch):
         r"^1f1b +8 +20 +8 +270 +640 +0 +0\.0%$",
         r"^dualpipe +8 +20 +8 +\d+ +640 +328 +51\.2%$",
     ], "model pipeline-overlap")
-    for args, message in [(["--comm-sms", "132"], "comm_sms must be in [0, sms)"), (["--attn=-1"], "attn must be")]:
+    for args, message in [(["--comm-sms", "132"], "comm_sms must be in [0, sms)"), (["--attn=-1"], "attn must be"),
+                          (["--hardware", "h800-sxm", "--attn", "2"], "--attn excludes --hardware"),
+                          (["--bundle", "b.json"], "--bundle requires --hardware"),
+                          (["--hardware", "no-such-gpu"], "no-such-gpu"),
+                          (["--hardware", "h800-sxm", "--tokens", "1000"], "multiple of seq_len"),
+                          (["--hardware", "h800-sxm", "--model", "llama-3.1-405b"], "has no MoE layers"),
+                          (["--hardware", "h800-sxm", "--bundle", os.path.join(scratch, "missing.json")], "missing.json")]:
         err = run([dsv3, "model", "pipeline-overlap", *args], 2)
         if message not in err:
             sys.exit(f"FAIL: pipeline-overlap {args}: expected {message!r} in:\n{err}")
@@ -104,6 +110,26 @@ def cli(dsv3, scratch):
     if [r["table"] for r in ov] != ["chunk"] + ["step"] * 4 or ov[0]["fb_hidden"] != ov[0]["fb_comm"]:
         sys.exit(f"FAIL: pipeline-overlap --json rows: {ov[:2]}")
     print("ok: model pipeline-overlap")
+
+    # Times from a hardware profile: the printed terms add up to the pieces the view runs with.
+    prof_path = os.path.join(scratch, "overlap_h800.json")
+    out = run([dsv3, "model", "pipeline-overlap", "--hardware", "h800-sxm", "--json", prof_path], 0)
+    expect_lines(out, [r"^deepseek-v3-671b on h800-sxm, compute from the profile", r"^PP 16, 120 micro-batches per step",
+                       r"^  dispatch +IB ", r"^  combine +NVLink ", r"^dualpipe +16 +120 +16 "], "pipeline-overlap --hardware")
+    with open(prof_path) as f:
+        prof = json.load(f)
+    chunk = next(r for r in prof if r["table"] == "chunk")
+    terms = [r for r in prof if r["table"] == "term"]
+    for piece in ("attn", "mlp"):
+        total = sum(t["us"] for t in terms if t["piece"] == piece)
+        if abs(total - chunk[piece]) > 1e-9 * total:
+            sys.exit(f"FAIL: {piece} terms {total} != chunk {chunk[piece]}")
+    for piece in ("dispatch", "combine"):
+        if chunk[piece] != max(t["us"] for t in terms if t["piece"] == piece):
+            sys.exit(f"FAIL: {piece} is not the longer of its links: {chunk[piece]}")
+    if any(r.get("hardware") != "h800-sxm" or r.get("compute") != "profile" for r in prof):
+        sys.exit("FAIL: --hardware rows are not tagged with hardware and compute")
+    print("ok: model pipeline-overlap --hardware (terms add up to the pieces)")
     return rows, events
 
 

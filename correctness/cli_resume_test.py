@@ -59,7 +59,7 @@ def main():
         resumed = json.load(f)
     if sorted(names(resumed)) != sorted(measured):
         sys.exit(f"FAIL: resumed bundle rows {names(resumed)} != {measured}")
-    if resumed["completed_phases"] != ["environment", "ceilings", "check", "studies", "bench"]:
+    if resumed["completed_phases"] != ["environment", "ceilings", "check", "studies", "bench", "calibrated"]:
         sys.exit(f"FAIL: phases after resuming: {resumed['completed_phases']}")
     inv = resumed.get("invocations", [])
     if [i.get("resume") for i in inv] != [False, True]:

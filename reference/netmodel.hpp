@@ -4,6 +4,8 @@
 // hardware profiles only (no measurement), so the rows are the same on every machine.
 #pragma once
 
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 namespace dsv3::netmodel {
@@ -14,5 +16,12 @@ namespace dsv3::netmodel {
 //  "node_limit": V3's node-limited routing traffic at M = 1..8 on the seeded synthetic router
 //  (netmodel_node_limit.hpp defaults: 4096 tokens, seed 0, skew 0.3; 64 GPUs in 8 nodes)}.
 nlohmann::json netmodel_study_rows();
+
+// The models that use a bundle's own benchmarks, written by `dsv3 run` after its bench phase:
+// {"decode_limit_calibrated": decode_limit rows of the default cases with compute_us measured in
+//  the bundle (netmodel_decode_calibrate.hpp), each with the "compute_terms" it came from,
+//  "pipeline_overlap": pipeline::overlap_study_rows (pipeline_overlap_profile.hpp)}.
+// A model the bundle lacks rows for gets [{"skipped": true, "reason": ...}] instead of its rows.
+nlohmann::json calibrated_study_rows(const nlohmann::json& bundle, const std::string& path);
 
 }  // namespace dsv3::netmodel

@@ -10,10 +10,8 @@
 //              block-scaled GEMMs gate+up (n = 2 moe_inter_dim, k = dim) and down (n = dim,
 //              k = moe_inter_dim), V3's shapes
 //   compute_us = t_attention + t_gate_up + t_down
-// Variant: the GPU variants first (fp8_gemm: cublaslt_block, V3's recipe, then the others), the CPU
-// reference when the bundle has nothing else. Batch or m between two measured points: linear
-// interpolation; below the smallest: that point's time (a smaller problem is not slower); above
-// the largest: scaled in proportion. Each term says which rows it used and how.
+// Rows, variants (fp8_gemm: cublaslt_block, V3's recipe, first) and the interpolation between
+// measured batches or m (above the largest: in proportion): reference/netmodel_bundle_rows.hpp.
 #pragma once
 
 #include <string>
@@ -22,18 +20,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/model_config.hpp"
+#include "reference/netmodel_bundle_rows.hpp"
 #include "reference/netmodel_decode_limit.hpp"
 
 namespace dsv3::netmodel {
-
-struct ComputeTerm {
-  std::string what;      // "attention (MLA decode)", "expert gate+up", "expert down"
-  std::string variant;   // the benchmark variant used
-  std::string rows;      // the benchmark case(s) the time came from
-  double wanted = 0;     // the batch or m asked for
-  std::string how;       // "measured", "interpolated between b=4 and b=128", "clamped ...", "scaled ..."
-  double us = 0;
-};
 
 struct ComputeCalibration {
   std::string bundle;  // path
@@ -46,6 +36,9 @@ struct ComputeCalibration {
 // ran) and derives the compute time for `in` and the model's expert shapes. InputError naming the
 // bundle and what is missing (no MLA decode rows with s_q 1 and 128 heads, no dense fp8_gemm rows
 // of the expert shapes).
+// decode_limit_rows(results), each row with "compute_device" and the "compute_terms" of cal.
+nlohmann::json calibrated_rows(const std::vector<DecodeLimitResult>& results, const ComputeCalibration& cal);
+
 ComputeCalibration calibrate_compute(const nlohmann::json& bundle, const std::string& path, const DecodeLimitInputs& in,
                                      const ModelConfig& model);
 

@@ -2,11 +2,14 @@
 #include "reference/netmodel.hpp"
 
 #include "core/hardware_profile.hpp"
+#include "core/json_file.hpp"
 #include "core/model_config.hpp"
+#include "reference/netmodel_decode_calibrate.hpp"
 #include "reference/netmodel_decode_limit.hpp"
 #include "reference/netmodel_node_limit.hpp"
 #include "reference/netmodel_topology.hpp"
 #include "reference/netmodel_train_cost.hpp"
+#include "reference/pipeline_overlap_profile.hpp"
 
 namespace dsv3::netmodel {
 
@@ -23,6 +26,20 @@ nlohmann::json netmodel_study_rows() {
           {"topology", topology_rows(topology_table(kIscaSwitchRadix, kIscaPlanes, fit), fit)},
           {"train_cost", train_cost_rows(flops, steps)},
           {"node_limit", node_limit_rows(node_limit_table(NodeLimitInputs{}))}};  // V3, 4096 tokens, seed 0
+}
+
+nlohmann::json calibrated_study_rows(const nlohmann::json& bundle, const std::string& path) {
+  nlohmann::json out = nlohmann::json::object();
+  try {
+    DecodeLimitInputs in = decode_limit_inputs_for(find_model("deepseek-v3-671b"));
+    const ComputeCalibration cal = calibrate_compute(bundle, path, in, find_model("deepseek-v3-671b"));
+    in.compute_us = cal.compute_us;
+    out["decode_limit_calibrated"] = calibrated_rows(decode_limit_default_results(in), cal);
+  } catch (const InputError& e) {
+    out["decode_limit_calibrated"] = nlohmann::json::array({{{"skipped", true}, {"reason", e.what()}}});
+  }
+  out["pipeline_overlap"] = pipeline::overlap_study_rows(bundle, path);
+  return out;
 }
 
 }  // namespace dsv3::netmodel

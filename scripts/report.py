@@ -7,7 +7,8 @@ repetitions ran), numerics studies (studies.kv_cache as one line per model and c
 linking kv_cache.png; the calculators' studies.decode_limit per case and hardware profile,
 studies.topology as ISCA Table 3, studies.train_cost as Tables 2 and 4, each beside the paper's
 figures; studies.pipeline_summary as V3-TR Table 2 and studies.pipeline_timeline linking its PNGs,
-scripts/report_pipeline.py; studies.fp8_train_lm as the final held-out evaluation per recipe and seed,
+scripts/report_pipeline.py; studies.decode_limit_calibrated and studies.pipeline_overlap, the models
+calibrated with the bundle's own benchmarks, scripts/report_calibrated.py; studies.fp8_train_lm as the final held-out evaluation per recipe and seed,
 the FP8 loss gap and MTP acceptance beside V3's claims, linking fp8_train_lm.png, scripts/report_train.py),
 the MTP decode speedup model from the MLA decode and MoE layer benchmarks (scripts/mtp_speedup.py), and links to the PNGs that scripts/plot.py wrote.
 With several bundles the first is the baseline: benchmarks are lined up by name with
@@ -25,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, load_bundles, main_guard  # noqa: E402
 from report_pipeline import pipeline_summary_table, pipeline_timeline_table  # noqa: E402
 from report_train import fp8_train_lm_table  # noqa: E402
+from report_calibrated import decode_limit_calibrated_table, pipeline_overlap_table  # noqa: E402
 from mtp_speedup import speedup_table  # noqa: E402
 
 COLLAPSE_ROWS = 40
@@ -59,7 +61,7 @@ def joined(d, keys, sep=", "):
     return sep.join(f"{k} {d[k]}" for k in keys if d.get(k) not in (None, ""))
 
 
-PHASES = ("environment", "ceilings", "check", "studies", "bench")  # dsv3 run's phases, in order
+PHASES = ("environment", "ceilings", "check", "studies", "bench", "calibrated")  # dsv3 run's phases, in order
 
 
 def machine_section(bundles):
@@ -514,6 +516,10 @@ def studies_section(bundles, plot_link=lambda name: None):
                 compact = pipeline_timeline_table(rows, cell, table, plot_link)
             elif name == "fp8_train_lm":
                 compact = fp8_train_lm_table(rows, cell, table, plot_link)
+            elif name == "decode_limit_calibrated":
+                compact = decode_limit_calibrated_table(rows, cell, table)
+            elif name == "pipeline_overlap":
+                compact = pipeline_overlap_table(rows, cell, table)
             else:
                 compact = COMPACT_STUDIES[name](rows) if name in COMPACT_STUDIES else []
             if compact:

@@ -18,15 +18,15 @@
 #include "tools/commands.hpp"
 
 namespace dsv3::cli {
-namespace {
 
-using namespace dsv3::netmodel;
-
-// An id from datasets/hardware, or a path to a profile file (contains '/' or ends in .json).
 HardwareProfile hardware_by_id_or_file(const std::string& s) {
   const bool file = s.find('/') != std::string::npos || (s.size() > 5 && s.substr(s.size() - 5) == ".json");
   return file ? load_hardware_profile(s) : find_hardware(s);
 }
+
+namespace {
+
+using namespace dsv3::netmodel;
 
 void write_rows(const std::string& path, const nlohmann::json& rows, const char* cmd) {
   if (path.empty()) return;
@@ -80,9 +80,11 @@ void print_decode_limit(const std::vector<DecodeLimitResult>& rs) {
   std::printf("%-28s %-9s %7s %10s %10s %10s %10s %10s %-8s %9s %9s %9s\n", "case", "link", "GB/s", "disp us", "comb us",
               "step us", "compute us", "layer us", "bound", "TPOT ms", "tok/s", "EP in NVL");
   for (const DecodeLimitResult& r : rs) {
-    std::printf("%-28s %-9s %7.1f %10.3f %10.3f %10.3f %10.3f %10.3f %-8s %9.4f %9.1f %9s\n", r.c.id.c_str(), r.c.link.c_str(),
+    char tps[32];  // one decimal, or three significant digits below 0.1 (compute-bound CPU figures)
+    std::snprintf(tps, sizeof tps, r.tokens_per_s >= 0.1 ? "%.1f" : "%.3g", r.tokens_per_s);
+    std::printf("%-28s %-9s %7.1f %10.3f %10.3f %10.3f %10.3f %10.3f %-8s %9.4f %9s %9s\n", r.c.id.c_str(), r.c.link.c_str(),
                 r.c.bandwidth_gbs, r.dispatch_us, r.combine_us, r.step_us, r.in.compute_us, r.layer_us, r.bound.c_str(), r.tpot_ms,
-                r.tokens_per_s, !r.fits_nvlink_domain ? "-" : (*r.fits_nvlink_domain ? "yes" : "no"));
+                tps, !r.fits_nvlink_domain ? "-" : (*r.fits_nvlink_domain ? "yes" : "no"));
   }
   std::printf("\nbound: hidden = computation assumed hidden (the paper); with a compute time, each layer takes\n"
               "micro_batches x max(step, compute): network when the all-to-alls are the longer, compute otherwise.\n");
@@ -151,15 +153,16 @@ void add_decode_limit(CLI::App& model) {
       if (!layers->count()) in.n_layers = m.n_layers;
       if (!ep->count()) in.ep_devices = m.ep_devices;
     }
+    std::optional<ComputeCalibration> cal;
     if (!o->bundle.empty()) {
-      const ComputeCalibration cal = calibrate_compute(load_json_file(o->bundle), o->bundle, in,
+      cal = calibrate_compute(load_json_file(o->bundle), o->bundle, in,
                                                        find_model(o->model.empty() ? "deepseek-v3-671b" : o->model));
-      std::printf("Compute per micro-batch from %s (%s):\n", o->bundle.c_str(), cal.device.c_str());
-      for (const ComputeTerm& t : cal.terms)
+      std::printf("Compute per micro-batch from %s (%s):\n", o->bundle.c_str(), cal->device.c_str());
+      for (const ComputeTerm& t : cal->terms)
         std::printf("  %-48s %10.3f us  %s, %s at %g\n      rows: %s\n", t.what.c_str(), t.us, t.variant.c_str(), t.how.c_str(),
                     t.wanted, t.rows.c_str());
-      std::printf("  %-48s %10.3f us\n\n", "total", cal.compute_us);
-      in.compute_us = cal.compute_us;
+      std::printf("  %-48s %10.3f us\n\n", "total", cal->compute_us);
+      in.compute_us = cal->compute_us;
     }
     in.validate();
     std::vector<DecodeLimitCase> cases = decode_limit_paper_cases();
@@ -169,7 +172,7 @@ void add_decode_limit(CLI::App& model) {
     std::vector<DecodeLimitResult> rs;  // all computed first: a bad case fails before any output
     for (const auto& c : cases) rs.push_back(decode_limit(in, c));
     print_decode_limit(rs);
-    write_rows(o->json, decode_limit_rows(rs), "decode-limit");
+    write_rows(o->json, cal ? calibrated_rows(rs, *cal) : decode_limit_rows(rs), "decode-limit");
   });
 }
 

@@ -13,6 +13,7 @@
 #include "core/json_file.hpp"
 #include "reference/pipeline.hpp"
 #include "reference/pipeline_overlap.hpp"
+#include "reference/pipeline_overlap_profile.hpp"
 #include "tools/commands.hpp"
 
 namespace dsv3::cli {
@@ -159,6 +160,21 @@ void print_overlap(const ChunkOverlap& c, const std::vector<StepOverlap>& steps)
               "launch gaps, the SM split's effect on communication bandwidth (docs/pipeline.md).\n");
 }
 
+void print_terms(const OverlapProfile& p) {
+  const OverlapWorkload& w = p.work;
+  std::printf("%s on %s, compute from the %s; per layer and micro-batch of %lld tokens (sequences of %lld), forward.\n"
+              "PP %lld, %lld micro-batches per step (%lld sequences / (%lld GPUs / PP) / sequences per micro-batch);\n"
+              "EP %lld ranks, %lld per node:\n\n",
+              p.model.c_str(), p.hardware.c_str(), p.compute.c_str(), static_cast<long long>(w.tokens),
+              static_cast<long long>(w.seq_len), static_cast<long long>(w.pp), static_cast<long long>(w.micro_batches()),
+              static_cast<long long>(w.seqs_per_step), static_cast<long long>(w.gpus), static_cast<long long>(w.ranks),
+              static_cast<long long>(w.ranks_per_node));
+  std::printf("  %-9s %-40s %12s %12s  %s\n", "piece", "term", "FLOPs/bytes", "us", "how");
+  for (const auto& t : p.terms)
+    std::printf("  %-9s %-40s %12.4g %12.3f  %s\n", t.piece.c_str(), t.what.c_str(), t.amount, t.us, t.how.c_str());
+  std::printf("  dispatch and combine: the longer of IB and NVLink (DeepEP forwards over NVLink while IB receives)\n\n");
+}
+
 void add_pipeline_overlap(CLI::App& model) {
   auto* cmd = model.add_subcommand("pipeline-overlap", "All-to-all time hidden by DualPipe's F&B chunks (V3-TR §3.2.1)");
   cmd->footer(
@@ -167,32 +183,74 @@ void add_pipeline_overlap(CLI::App& model) {
       "communication stream, Figure 4's order), runs each schedule with them and reports how much of the\n"
       "step's all-to-all time is hidden. Times per layer and micro-batch in any unit; the defaults are\n"
       "V3-TR's computation : communication ~ 1 : 1. Formulas: reference/pipeline_overlap.hpp, docs/pipeline.md.\n\n"
+      "--hardware ID derives the times in us from a hardware profile and the model's training step (FLOPs of\n"
+      "attention and experts at a fraction of the peaks, dispatch/combine bytes of the node-limited path over\n"
+      "IB and NVLink; V3's setup: 4096 tokens per micro-batch, PP 16, 120 micro-batches); --bundle takes the\n"
+      "compute from a result bundle's MLA prefill and FP8 GEMM benchmarks instead.\n\n"
       "Examples:\n"
       "  dsv3 model pipeline-overlap\n"
+      "  dsv3 model pipeline-overlap --hardware h800-sxm\n"
+      "  dsv3 model pipeline-overlap --hardware h100-sxm --bundle results/<run>/bundle.json\n"
       "  dsv3 model pipeline-overlap --attn 0.8 --mlp 1.2 --dispatch 0.7 --combine 1.4 --layers 4 --pp 16 --micro-batches 64");
   struct Opts {
     OverlapInputs in;
     int64_t pp = 8, m = 20;
-    std::string json;
+    std::string json, hardware, bundle;
+    OverlapWorkload work;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--attn", o->in.attn, "Attention forward compute per layer")->capture_default_str();
-  cmd->add_option("--mlp", o->in.mlp, "MLP (MoE) forward compute per layer")->capture_default_str();
-  cmd->add_option("--dispatch", o->in.dispatch, "All-to-all dispatch per layer")->capture_default_str();
-  cmd->add_option("--combine", o->in.combine, "All-to-all combine per layer")->capture_default_str();
-  cmd->add_option("--layers", o->in.layers, "Layers per stage")->capture_default_str();
-  cmd->add_option("--sms", o->in.sms, "SMs per GPU")->capture_default_str();
+  std::vector<CLI::Option*> by_hand = {
+      cmd->add_option("--attn", o->in.attn, "Attention forward compute per layer")->capture_default_str(),
+      cmd->add_option("--mlp", o->in.mlp, "MLP (MoE) forward compute per layer")->capture_default_str(),
+      cmd->add_option("--dispatch", o->in.dispatch, "All-to-all dispatch per layer")->capture_default_str(),
+      cmd->add_option("--combine", o->in.combine, "All-to-all combine per layer")->capture_default_str(),
+      cmd->add_option("--layers", o->in.layers, "Layers per stage")->capture_default_str(),
+      cmd->add_option("--sms", o->in.sms, "SMs per GPU")->capture_default_str(),
+      cmd->add_option("--micro-batches", o->m, "Micro-batches per step")->capture_default_str()};
   cmd->add_option("--comm-sms", o->in.comm_sms, "SMs held by communication during F&B (V3: 20)")->capture_default_str();
-  cmd->add_option("--pp", o->pp, "Pipeline stages")->capture_default_str();
-  cmd->add_option("--micro-batches", o->m, "Micro-batches per step")->capture_default_str();
+  auto* pp = cmd->add_option("--pp", o->pp, "Pipeline stages (with --hardware: 16, V3's, unless given)")->capture_default_str();
+  auto* hw = cmd->add_option("--hardware", o->hardware,
+                             "Derive the four times (us) from this hardware profile (id in datasets/hardware or a JSON file) and the "
+                             "model's training step: reference/pipeline_overlap_profile.hpp");
+  for (auto* opt : by_hand) hw->excludes(opt);
+  auto* bundle = cmd->add_option("--bundle", o->bundle, "With --hardware: attention and MLP compute measured in this result bundle")
+                     ->needs(hw);
+  cmd->add_option("--model", o->work.model, "With --hardware: model config id")->capture_default_str()->needs(hw);
+  cmd->add_option("--tokens", o->work.tokens, "With --hardware: tokens per micro-batch and device")->capture_default_str()->needs(hw);
+  cmd->add_option("--ranks-per-node", o->work.ranks_per_node, "With --hardware: EP ranks per node (0: the profile's NVLink domain)")
+      ->capture_default_str()
+      ->needs(hw);
+  cmd->add_option("--seq-len", o->work.seq_len, "With --hardware: sequence length (causal attention)")->capture_default_str()->needs(hw);
+  cmd->add_option("--efficiency", o->work.compute_efficiency, "With --hardware: fraction of the profile's peak FLOPs reached")
+      ->capture_default_str()
+      ->needs(hw);
+  (void)bundle;
   cmd->add_option("--json", o->json, "Also write the rows (docs/pipeline.md \"pipeline_overlap\") to this file");
   cmd->callback([=] {
-    const ChunkOverlap c = chunk_overlap(o->in);
-    std::vector<StepOverlap> steps;
-    for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, o->pp, o->m));
-    print_overlap(c, steps);
+    nlohmann::json rows;
+    if (!o->hardware.empty()) {
+      OverlapWorkload w = o->work;
+      if (pp->count() > 0) w.pp = o->pp;
+      w.comm_sms = o->in.comm_sms;
+      const ModelConfig m = find_model(w.model);
+      const HardwareProfile h = hardware_by_id_or_file(o->hardware);
+      const OverlapProfile p = o->bundle.empty() ? overlap_from_profile(m, h, w)
+                                                 : overlap_from_bundle(m, h, w, load_json_file(o->bundle), o->bundle);
+      print_terms(p);
+      const ChunkOverlap c = chunk_overlap(p.in);
+      std::vector<StepOverlap> steps;
+      for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, w.pp, w.micro_batches()));
+      print_overlap(c, steps);
+      rows = overlap_profile_rows(p);
+    } else {
+      const ChunkOverlap c = chunk_overlap(o->in);
+      std::vector<StepOverlap> steps;
+      for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, o->pp, o->m));
+      print_overlap(c, steps);
+      rows = overlap_rows(c, steps);
+    }
     if (!o->json.empty()) {
-      write_json_atomic(o->json, overlap_rows(c, steps));
+      write_json_atomic(o->json, rows);
       std::cerr << "model pipeline-overlap: wrote " << o->json << "\n";
     }
   });

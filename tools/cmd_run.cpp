@@ -1,5 +1,5 @@
 // dsv3 run: the suite's main job on whatever hardware is present.
-//   ceilings -> check -> studies -> bench -> results/<date>_<device>/bundle.json -> plots + REPORT.md
+//   ceilings -> check -> studies -> bench -> calibrated models -> results/<date>_<device>/bundle.json -> plots + REPORT.md
 // Numerics (check, studies) come before the benchmarks, the longest phase on a GPU host: a run cut
 // short keeps its verdicts.
 // The bundle is rewritten atomically after every phase and, in the bench phase, after every case;
@@ -150,6 +150,12 @@ void add_run(CLI::App& app) {
         bundle.flush();
       }));
       bundle.mark_done("bench");
+    }
+    if (!bundle.done("calibrated")) {  // models that need this run's own measurements
+      std::cerr << "study: calibrated models (decode_limit_calibrated, pipeline_overlap) from this bundle's benchmarks\n";
+      const nlohmann::json rows = netmodel::calibrated_study_rows(doc, bundle.path().string());
+      for (auto& [k, v] : rows.items()) doc["studies"][k] = v;
+      bundle.mark_done("calibrated");
     }
     std::cerr << "run: wrote " << bundle.path().string() << "\n";
     if (!*no_plots) {

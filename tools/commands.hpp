@@ -10,6 +10,7 @@
 
 #include "benches/harness.hpp"
 #include "core/checker.hpp"
+#include "core/hardware_profile.hpp"
 
 namespace dsv3::cli {
 
@@ -29,6 +30,8 @@ void add_model_netmodel(CLI::App& model);
 void add_model_node_limit(CLI::App& model);
 // `dsv3 model pipeline | pipeline-overlap` (tools/cmd_model_pipeline.cpp), added by add_model.
 void add_model_pipeline(CLI::App& model);
+// An id from datasets/hardware, or a path to a profile file (contains '/' or ends in .json).
+HardwareProfile hardware_by_id_or_file(const std::string& s);
 void add_mla_layer(CLI::App& app);
 void add_train_lm(CLI::App& app);
 void add_forward(CLI::App& app);

@@ -30,7 +30,10 @@ int main(int argc, char** argv) {
     dsv3::register_all_components();
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; every other parse error is bad input: CLI11 prints
+    // it, and the status is the documented 2 (not CLI11's own codes, 100 and up).
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
   } catch (const dsv3::cli::Exit& e) {
     return e.code;
   } catch (const std::exception& e) {
