@@ -204,6 +204,41 @@ TEST(EpRef, LinkBandwidthIsTheBusiestRanksBytesOverTheTime) {
   EXPECT_EQ(l.ib_gbs(), 0);
 }
 
+// LogFMT-10 combine: partials with amax >= 1 in every group travel as BF16 (DeepEP's fallback), so
+// y is the BF16 combine's bit for bit; small partials are encoded, so y moves, but by at most the
+// level spacing (ep_checks.hpp) and the combine check passes. Bytes per send: DeepEP's 9184 at 7168.
+TEST(EpRef, LogFmtCombineFallsBackOrStaysWithinItsLevelSpacing) {
+  for (int x_log2 : {4, -6}) {
+    Params bf = params(4, 2, 8);
+    bf.x_scale_log2 = x_log2;
+    Params lf = bf;
+    lf.combine = CombineWire::logfmt10;
+    const std::vector<Tensor> in = make_inputs(bf);  // the same inputs for both wires
+    std::vector<Tensor> out_bf = allocate(output_specs(bf)), out_lf = allocate(output_specs(lf));
+    run_reference(bf, in, out_bf);
+    run_reference(lf, in, out_lf);
+    const Tensor &y_bf = out_bf[out_bf.size() - 2], &y_lf = out_lf[out_lf.size() - 2];
+    ASSERT_EQ(y_bf.name(), "y");
+    int64_t differ = 0;
+    for (int64_t i = 0; i < y_bf.numel(); ++i) differ += y_bf.get(i) != y_lf.get(i);
+    if (x_log2 > 0) {
+      EXPECT_EQ(differ, 0) << "every group has amax >= 1: all fallback, bit-identical";
+    } else {
+      // Every group encoded: its levels sit about 1% apart here, against the output's BF16 rounding
+      // of 0.4%, so many but not all outputs move (3161 of 8192).
+      EXPECT_GT(differ, y_bf.numel() / 4) << "every group encoded";
+    }
+    const std::vector<Tensor> aids = combine_aids(lf, in);
+    const CompareReport c = combine_check(lf, aids, out_lf);
+    EXPECT_TRUE(c.pass) << c.message;
+  }
+  Params v3 = params(4, 2, 16);
+  v3.dim = 7168;
+  v3.combine = CombineWire::logfmt10;
+  EXPECT_EQ(bytes_per_combine_send(v3), 9184);  // v3-facts G31: 7168 x 10 / 8 + 56 x 4
+  EXPECT_THROW(combine_wire_from_name("logfmt8"), std::invalid_argument);
+}
+
 TEST(EpRef, BadConfigurationsAreRejected) {
   Params p = params(3, 1, 4);  // 3 ranks do not divide 256 experts
   EXPECT_THROW(p.validate(), std::invalid_argument);

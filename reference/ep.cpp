@@ -31,6 +31,14 @@ Wire wire_from_name(std::string_view s) {
   throw std::invalid_argument("wire must be fp8, fp8_pow2 or bf16, got '" + std::string(s) + "'");
 }
 
+std::string_view combine_wire_name(CombineWire w) { return w == CombineWire::logfmt10 ? "logfmt10" : "bf16"; }
+
+CombineWire combine_wire_from_name(std::string_view s) {
+  for (CombineWire w : {CombineWire::bf16, CombineWire::logfmt10})
+    if (combine_wire_name(w) == s) return w;
+  throw std::invalid_argument("combine wire must be bf16 or logfmt10, got '" + std::string(s) + "'");
+}
+
 int64_t Params::limit() const {
   if (node_limit > 0) return node_limit;
   return std::min<int64_t>(find_model(model).n_limited_groups, nodes());
@@ -51,6 +59,8 @@ std::string Params::to_string() const {
   std::ostringstream o;
   o << model << " R=" << ranks << " G=" << ranks_per_node << " T=" << tokens << " D=" << dim << " M=" << limit() << ' '
     << wire_name(wire);
+  if (combine != CombineWire::bf16) o << " combine=" << combine_wire_name(combine);
+  if (x_scale_log2 != 0) o << " x=2^" << x_scale_log2;
   if (draw == Draw::all_to_rank0) o << " all_to_rank0";
   return o.str();
 }
@@ -63,6 +73,7 @@ void Params::validate() const {
   if (tokens < 1) bad("tokens per rank must be >= 1, got " + std::to_string(tokens));
   if (dim < 128 || dim % 128 != 0) bad("dim must be a positive multiple of 128 (1x128 scales), got " + std::to_string(dim));
   if (node_limit < 0 || node_limit > nodes()) bad("node_limit must be in [0, nodes = " + std::to_string(nodes()) + "]");
+  if (x_scale_log2 < -60 || x_scale_log2 > 60) bad("x_scale_log2 must be in [-60, 60], got " + std::to_string(x_scale_log2));
   placement().validate();  // also validates the routing: experts divisible by nodes and ranks
   const moe_gate::Routing r = routing();
   if (draw == Draw::all_to_rank0 && r.experts / ranks < r.topk)
@@ -94,6 +105,10 @@ std::vector<Tensor> make_inputs(const Params& p) {
   std::vector<Tensor> in = allocate(input_specs(p));
   const uint64_t seed = seed_from(p.to_string());
   fill(in[0], Dist::normal, seed);
+  if (p.x_scale_log2 != 0) {  // a power of two: exact in BF16 for these magnitudes
+    const double f = std::ldexp(1.0, p.x_scale_log2);
+    for (uint16_t& b : in[0].span<uint16_t>()) b = bf16_from_f64(static_cast<double>(bf16_to_f32(b)) * f);
+  }
   const moe_gate::Routing r = p.routing();
   auto idx = in[1].span<int32_t>();
   auto w = in[2].span<float>();
@@ -127,7 +142,10 @@ int64_t payload_bytes(const Params& p) { return p.wire == Wire::bf16 ? 2 * p.dim
 int64_t scale_bytes(const Params& p) { return p.wire == Wire::bf16 ? 0 : 4 * p.scale_groups(); }
 
 double bytes_per_dispatch_send(const Params& p) { return static_cast<double>(payload_bytes(p) + scale_bytes(p)); }
-double bytes_per_combine_send(const Params& p) { return 2.0 * static_cast<double>(p.dim); }
+double bytes_per_combine_send(const Params& p) {
+  const double d = static_cast<double>(p.dim);
+  return p.combine == CombineWire::logfmt10 ? d * 10 / 8 + d / 128 * 4 : 2 * d;
+}
 
 LinkBandwidth link_bandwidth(const Params& p, const int32_t* sends, double bytes_per_send, double seconds) {
   LinkBandwidth b;
@@ -203,7 +221,10 @@ float wire_value(const Params& p, const uint8_t* payload, const uint8_t* scales,
 }
 
 int64_t dispatch_row_bytes(const Params& p) { return 8 + 8 * topk(p) + payload_bytes(p) + scale_bytes(p); }
-int64_t combine_row_bytes(const Params& p) { return 4 + 2 * p.dim; }
+constexpr int64_t kLogFmtMetaBytes = 12;  // f32 log2 amin, f32 log2 amax, u32 fallback per group
+int64_t combine_row_bytes(const Params& p) {
+  return 4 + 2 * p.dim + (p.combine == CombineWire::logfmt10 ? kLogFmtMetaBytes * p.scale_groups() : 0);
+}
 
 Packets pack_dispatch(const Params& p, int64_t s, const std::vector<Tensor>& in, int32_t* sends) {
   const moe_gate::Placement pl = p.placement();
@@ -290,7 +311,14 @@ void store_received(const Params& p, int64_t d, const Packets& received, std::ve
 }
 
 Packets pack_combine(const Params& p, const Packets& received) {
-  const int64_t K = topk(p), D = p.dim, E = p.placement().experts, rb = dispatch_row_bytes(p);
+  const int64_t K = topk(p), D = p.dim, E = p.placement().experts, rb = dispatch_row_bytes(p), G = p.scale_groups();
+  fp8::Params lf;  // one row of D channels, LogFMT-10
+  lf.op = fp8::Op::logfmt;
+  lf.m = 1;
+  lf.k = D;
+  lf.logfmt_bits = 10;
+  Tensor partial("partial", DType::bf16, {1, D}), codes("codes", DType::u16, {1, D}), meta("meta", DType::f32, {1, G, 2}),
+      fallback("fallback", DType::u8, {1, G});
   Packets out(received.size());
   for (std::size_t s = 0; s < received.size(); ++s)
     for (std::size_t off = 0; off < received[s].size(); off += static_cast<std::size_t>(rb)) {
@@ -298,17 +326,54 @@ Packets pack_combine(const Params& p, const Packets& received) {
       std::vector<uint8_t>& b = out[s];
       const int32_t token = row.token();
       put(b, &token, 1);
+      auto bits = partial.span<uint16_t>();
       for (int64_t j = 0; j < D; ++j) {
         const double xhat = wire_value(p, row.payload(), row.payload() + p.dim, j);
         double acc = 0;
         for (int64_t c = 0; c < K; ++c)
           if (row.expert(c) >= 0) acc += static_cast<double>(row.weight(c)) * expert_scale(row.expert(c), E) * xhat;
-        const uint16_t bits = bf16_from_f64(acc);
-        put(b, &bits, 1);
+        bits[static_cast<std::size_t>(j)] = bf16_from_f64(acc);
+      }
+      if (p.combine == CombineWire::bf16) {
+        put(b, bits.data(), D);
+        continue;
+      }
+      fp8::logfmt_encode(partial, codes, meta, fallback, lf);
+      for (int64_t g = 0; g < G; ++g) {
+        const uint32_t fb = fallback.span<const uint8_t>()[static_cast<std::size_t>(g)];
+        put(b, meta.span<const float>().data() + 2 * g, 2);
+        put(b, &fb, 1);
+        put(b, codes.span<const uint16_t>().data() + g * 128, 128);
       }
     }
   return out;
 }
+
+namespace {
+
+// Channel j of a combine row as the source reads it: the BF16 partial, or its LogFMT-10 decoding
+// (FP32; a fallback group's BF16 bits as they are).
+float combine_value(const Params& p, const uint8_t* row, int64_t j) {
+  if (p.combine == CombineWire::bf16) {
+    uint16_t b;
+    std::memcpy(&b, row + 2 * j, 2);
+    return bf16_to_f32(b);
+  }
+  const uint8_t* group = row + (j / 128) * (kLogFmtMetaBytes + 256);
+  float log_amin, log_amax;
+  uint32_t fallback;
+  uint16_t code;
+  std::memcpy(&log_amin, group, 4);
+  std::memcpy(&log_amax, group + 4, 4);
+  std::memcpy(&fallback, group + 8, 4);
+  std::memcpy(&code, group + kLogFmtMetaBytes + 2 * (j % 128), 2);
+  if (fallback != 0) return bf16_to_f32(code);
+  const uint32_t sign = 1u << 9;
+  const float mag = fp8math::logfmt_decode_mag(fp8math::logfmt_group_from_meta(log_amin, log_amax, 10), code & (sign - 1));
+  return (code & sign) != 0 ? -mag : mag;
+}
+
+}  // namespace
 
 void finish_combine(const Params& p, int64_t s, const Packets& partials, std::vector<Tensor>& out) {
   const int64_t T = p.tokens, D = p.dim, rb = combine_row_bytes(p);
@@ -319,10 +384,8 @@ void finish_combine(const Params& p, int64_t s, const Packets& partials, std::ve
       std::memcpy(&token, packet.data() + off, 4);
       if (token < 0 || token >= T) throw std::runtime_error("ep: a combine packet names token " + std::to_string(token));
       for (int64_t j = 0; j < D; ++j) {
-        uint16_t b;
-        std::memcpy(&b, packet.data() + off + 4 + 2 * j, 2);
         float& a = acc[static_cast<std::size_t>(token * D + j)];
-        a = fp8math::fadd(a, bf16_to_f32(b));
+        a = fp8math::fadd(a, combine_value(p, packet.data() + off + 4, j));
       }
     }
   auto y = out[out.size() - 2].span<uint16_t>();

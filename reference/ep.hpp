@@ -17,6 +17,10 @@
 // Combine: rank d sends back, per received token, the partial sum over its local choices of
 // w_k s_e x^ (FP64, rounded once to BF16: the BF16 combine of v3-facts §7.2); the source adds the
 // partials in ascending rank order in FP32 and rounds once to BF16: y [T, D] per rank.
+// LogFMT-10 combine (option; v3-facts §4.3, DeepEP's low-latency combine): each BF16 partial is
+// encoded per 128 channels by fp8_quant's logfmt_encode (10 bits; a group with amax >= 1, a
+// non-finite value or a single magnitude is sent as BF16, DeepEP's rule) and decoded by the source
+// to FP32 (not rounded to BF16, as DeepEP decodes and accumulates) before the same FP32 sum.
 //
 // The V3 path and the byte accounting (V3-TR §3.2.2; as reference/netmodel_node_limit.hpp counts):
 // a token bound for a rank on its own node goes over NVLink (none to itself: local); for a remote
@@ -24,7 +28,9 @@
 // NVLink forward from the landing rank to each further target rank on that node. Per rank:
 // ib_sends (as source), nvlink_sends (direct sends as source + forwards as landing rank), local
 // copies; the combine retraces the path, so its counts are the same. Bytes per dispatch send:
-// FP8 D + 4 D / 128 (codes + f32 scales), BF16 2 D; combine 2 D (metadata not counted).
+// FP8 D + 4 D / 128 (codes + f32 scales), BF16 2 D; combine 2 D, LogFMT-10 10 D / 8 + 4 D / 128
+// (DeepEP's test count, v3-facts G31: every group as encoded, though a fallback group carries its
+// 2 x 128 BF16 bytes; metadata not counted).
 //
 // Execution: dispatch and combine are per-rank packing, a transport that moves the packed
 // buffers, and per-rank unpacking; the simulated execution's transport is a move in memory, the
@@ -44,6 +50,9 @@ namespace dsv3::ep {
 enum class Wire : uint8_t { fp8, fp8_pow2, bf16 };
 std::string_view wire_name(Wire w);
 Wire wire_from_name(std::string_view s);  // throws std::invalid_argument naming the known ones
+enum class CombineWire : uint8_t { bf16, logfmt10 };
+std::string_view combine_wire_name(CombineWire w);
+CombineWire combine_wire_from_name(std::string_view s);  // throws std::invalid_argument naming the known ones
 
 // How a case's routing is drawn: the skewed router; every token to the experts of rank 0; or
 // every token to rank 0's experts except on rank 0's own tokens (rank 0 then receives from all,
@@ -57,8 +66,10 @@ struct Params {
   int64_t dim = 512;           // channels D (multiple of 128); the config's own dim is 7168 for V3
   int64_t node_limit = 0;      // M; 0 = min(the config's n_limited_groups, nodes)
   Wire wire = Wire::fp8;
+  CombineWire combine = CombineWire::bf16;
+  int x_scale_log2 = 0;        // x = 2^x_scale_log2 N(0, 1) (exact in BF16): small partials keep LogFMT groups encoded
   Draw draw = Draw::router;
-  std::string to_string() const;  // "deepseek-v3-671b R=4 G=2 T=16 D=512 M=2 fp8"
+  std::string to_string() const;  // "deepseek-v3-671b R=4 G=2 T=16 D=512 M=2 fp8" (+ " combine=logfmt10", " x=2^-6")
   void validate() const;          // throws std::invalid_argument naming the field
   int64_t nodes() const { return ranks / ranks_per_node; }
   int64_t limit() const;          // M as used
@@ -82,7 +93,9 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
 // The per-rank pieces every execution shares (simulated: run_reference; MPI: tools/ep_mpi.cpp).
 // Packets [peer] -> bytes. A dispatch row is source rank (i32), token (i32), K expert ids (i32,
 // -1 where the expert is on another rank), K weights (f32), the payload (D FP8 codes or 2 D bytes
-// of BF16) and, for FP8 wires, D / 128 f32 scales; a combine row is the token (i32) and D BF16.
+// of BF16) and, for FP8 wires, D / 128 f32 scales; a combine row is the token (i32) and D BF16,
+// or for LogFMT-10 per 128-channel group its meta (f32 log2 amin, f32 log2 amax, u32 fallback)
+// and 128 u16 codes (the BF16 bits in a fallback group).
 using Packets = std::vector<std::vector<uint8_t>>;
 int64_t payload_bytes(const Params& p);  // one row's channels on the wire: D E4M3 codes or 2 D bytes of BF16
 int64_t scale_bytes(const Params& p);    // its 1x128 scales: 4 D / 128 (FP8 wires), 0 (BF16)

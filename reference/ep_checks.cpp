@@ -119,15 +119,19 @@ CompareReport delivery_check(const Params& p, const std::vector<Tensor>& aids, c
   return r;
 }
 
-CompareReport combine_check(const Params&, const std::vector<Tensor>& aids, const std::vector<Tensor>& got) {
+CompareReport combine_check(const Params& p, const std::vector<Tensor>& aids, const std::vector<Tensor>& got) {
   CompareReport r;
   r.name = "combine vs FP64";
-  r.tolerance = "|y - y64| <= 1.01 (2^-8 sum |w s x^| + 2^-8 |y64|) (BF16 partials and output; ep_checks.hpp)";
+  const bool logfmt = p.combine == CombineWire::logfmt10;
+  const double rel = logfmt ? 0x1p-8 + kLogFmt10Rel : 0x1p-8, floor = logfmt ? 0x1p-29 : 0.0;
+  r.tolerance = logfmt ? "|y - y64| <= 1.01 ((2^-8 + 0.0218) sum |w s x^| + 2^-8 |y64|) + 2^-29 (BF16 partials, LogFMT-10 on the wire, "
+                         "BF16 output; ep_checks.hpp)"
+                       : "|y - y64| <= 1.01 (2^-8 sum |w s x^| + 2^-8 |y64|) (BF16 partials and output; ep_checks.hpp)";
   r.metric = "max_err_over_bound";
   const Tensor &y64 = named(aids, "fp64:y"), &mag = named(aids, "magnitude:y"), &y = named(got, "y");
   double worst = 0;
   for (int64_t i = 0; i < y64.numel(); ++i) {
-    const double e = y64.get(i), g = y.get(i), bound = 1.01 * (0x1p-8 * mag.get(i) + 0x1p-8 * std::fabs(e));
+    const double e = y64.get(i), g = y.get(i), bound = 1.01 * (rel * mag.get(i) + 0x1p-8 * std::fabs(e)) + floor;
     const double err = std::fabs(g - e);
     ++r.n;
     r.max_abs = std::max(r.max_abs, err);

@@ -6,7 +6,12 @@
 //              (global ids of the rank's own experts, -1 elsewhere) and weights; unused rows zero
 //   combine    |y - y64| <= 1.01 (2^-8 sum_k |w_k s_e x^| + 2^-8 |y64|): y64 the FP64 weighted sum of
 //              the experts' outputs; each rank's partial is rounded once to BF16 (2^-8 of at most
-//              that sum), the FP32 additions add far less (1% allowance), and y is rounded once more
+//              that sum), the FP32 additions add far less (1% allowance), and y is rounded once more.
+//              LogFMT-10 combine: each BF16 partial is then decoded to the nearest of levels 2^step
+//              apart in linear space, step <= 32 / 510 (the 2^32 range clamp over 510 steps), so
+//              within tanh(step ln2 / 2) <= 0.0218 of it (kLogFmt10Rel, added to the 2^-8); a value
+//              below the clamp (< 2^-32 amax, amax < 1) decodes to 0 or the lowest level, off by
+//              less than 2^-32 per partial: 2^-29 covers 8 of them. Fallback groups are BF16.
 #pragma once
 
 #include <vector>
@@ -15,6 +20,8 @@
 #include "reference/ep.hpp"
 
 namespace dsv3::ep {
+
+inline constexpr double kLogFmt10Rel = 0.0218;  // >= tanh((32 / 510) ln 2 / 2) = 0.021743
 
 // Aids: "wire:x" (the senders' encoded rows [R, T, row bytes] u8), "wire:scales" (FP8 wires,
 // [R, T, D / 128]), "in:indices", "in:weights", "fp64:y" and "magnitude:y" (f32 [R, T, D]).

@@ -11,9 +11,10 @@ namespace dsv3::ep {
 namespace {
 
 Case ep_case(const std::string& model, int64_t r, int64_t g, int64_t t, Wire w = Wire::fp8, int64_t m = 0,
-             Draw draw = Draw::router, int64_t dim = 256) {
+             Draw draw = Draw::router, int64_t dim = 256, CombineWire combine = CombineWire::bf16, int x_scale_log2 = 0) {
   Params p;
   p.model = model; p.ranks = r; p.ranks_per_node = g; p.tokens = t; p.wire = w; p.node_limit = m; p.draw = draw; p.dim = dim;
+  p.combine = combine; p.x_scale_log2 = x_scale_log2;
   p.validate();
   return make_case(p);
 }
@@ -32,6 +33,11 @@ std::vector<Case> eval_cases() {
   c.push_back(ep_case(v3, 4, 2, 9, Wire::fp8, 0, Draw::all_to_rank0));  // rank 0 receives all, the rest nothing
   c.push_back(ep_case("deepseek-v2-lite-16b", 4, 2, 16, Wire::bf16));   // softmax gate, top-6 of 64
   c.push_back(ep_case("tiny-test", 2, 1, 16, Wire::fp8, 0, Draw::router, 128));
+  // LogFMT-10 combine: unit-scale partials (amax >= 1: mostly sent as BF16, DeepEP's fallback) and
+  // x scaled by 2^-6 (every group encoded).
+  for (int x_log2 : {0, -6}) {
+    c.push_back(ep_case(v3, 4, 2, 16, Wire::fp8, 0, Draw::router, 256, CombineWire::logfmt10, x_log2));
+  }
   return c;
 }
 
@@ -40,7 +46,7 @@ std::vector<Case> eval_cases() {
 void register_component() {
   Component c;
   c.name = "ep";
-  c.description = "expert-parallel dispatch (FP8 1x128 or BF16) and combine (BF16) over simulated ranks, V3 node-limited path and link accounting";
+  c.description = "expert-parallel dispatch (FP8 1x128 or BF16) and combine (BF16 or LogFMT-10) over simulated ranks, V3 node-limited path and link accounting";
   c.eval_cases = eval_cases;
   c.perf_cases = [] { return std::vector<Case>{}; };
   c.study = [](bool quick) { return nlohmann::json{{"ep_placement", placement_study(quick)}}; };

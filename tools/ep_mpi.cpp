@@ -118,7 +118,7 @@ void gather_slices(dsv3::Tensor& t, std::size_t slice_bytes) {
 int run(int argc, char** argv) {
   CLI::App app{"One ep case (expert-parallel dispatch and combine) with one MPI process per rank, checked against the simulated execution"};
   dsv3::ep::Params p;
-  std::string wire = "fp8", draw = "router";
+  std::string wire = "fp8", combine = "bf16", draw = "router";
   int exit_rank = -1, stall_rank = -1;
   std::string json;
   app.add_option("--model", p.model, "Model config id (datasets/models): experts, top-k, gate")->capture_default_str();
@@ -127,6 +127,9 @@ int run(int argc, char** argv) {
   app.add_option("--dim", p.dim, "Channels per token (multiple of 128)")->capture_default_str();
   app.add_option("--node-limit", p.node_limit, "Node limit M (0: the config's, at most the node count)")->capture_default_str();
   app.add_option("--wire", wire, "Dispatch wire: fp8, fp8_pow2 or bf16")->capture_default_str();
+  app.add_option("--combine", combine, "Combine wire: bf16 or logfmt10 (DeepEP's LogFMT-10, BF16 fallback per 128 channels)")
+      ->capture_default_str();
+  app.add_option("--x-scale-log2", p.x_scale_log2, "Inputs scaled by 2^this (e.g. -6 keeps LogFMT groups encoded)")->capture_default_str();
   app.add_option("--draw", draw, "router or all_to_rank0")->capture_default_str();
   app.add_option("--timeout", g_timeout, "Seconds to wait for a peer before aborting the job")->capture_default_str();
   app.add_option("--exit-rank", exit_rank, "Fault injection: this rank exits before the dispatch");
@@ -140,6 +143,7 @@ int run(int argc, char** argv) {
   }
   p.ranks = g_size;
   p.wire = dsv3::ep::wire_from_name(wire);
+  p.combine = dsv3::ep::combine_wire_from_name(combine);
   p.draw = draw == "all_to_rank0" ? dsv3::ep::Draw::all_to_rank0 : dsv3::ep::Draw::router;
   p.validate();
 
