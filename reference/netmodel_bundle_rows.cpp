@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <regex>
 #include <sstream>
 
 namespace dsv3::netmodel {
@@ -93,6 +94,22 @@ ComputeTerm term_from_points(std::string what, const std::string& variant, const
     t.how = "interpolated between " + at(lo) + " and " + at(*hi);
   }
   return t;
+}
+
+GemmPoints fp8_gemm_dense_points(const std::vector<BenchRow>& rows) {
+  static const std::regex gemm_re(R"(^dense m=(\d+) n=(\d+) k=(\d+) f32 out=bf16\b.*)");
+  GemmPoints gemm;
+  for (const BenchRow& b : rows) {
+    std::smatch m;
+    if (b.component == "fp8_gemm" && b.kase.find("per_tensor") == std::string::npos && std::regex_match(b.kase, m, gemm_re))
+      gemm[b.variant][{std::stoll(m[2]), std::stoll(m[3])}][std::stod(m[1])] = {b.us, "fp8_gemm/" + b.variant + "/" + b.kase};
+  }
+  return gemm;
+}
+
+const std::vector<std::string>& fp8_gemm_prefer() {
+  static const std::vector<std::string> prefer = {"cublaslt_block", "cuda_wgmma"};
+  return prefer;
 }
 
 }  // namespace dsv3::netmodel

@@ -12,6 +12,7 @@
 // sequence length). Each term says which rows it used and how.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -46,6 +47,13 @@ struct ComputeTerm {
 };
 ComputeTerm term_from_points(std::string what, const std::string& variant, const Points& pts, double wanted, const char* axis,
                              double exponent = 1);
+
+// Dense block-scaled FP8 GEMM rows ("dense m=M n=N k=K f32 out=bf16 ...", per-tensor twins left
+// out): variant -> (n, k) -> points over m; fp8_gemm_prefer: V3's recipe (cuBLASLt block-scaled),
+// then the own kernel.
+using GemmPoints = std::map<std::string, std::map<std::pair<int64_t, int64_t>, Points>>;
+GemmPoints fp8_gemm_dense_points(const std::vector<BenchRow>& rows);
+const std::vector<std::string>& fp8_gemm_prefer();
 
 // Among the variants that have points for `key`, the best-ranked one's: {variant, points}, or
 // {"", {}} when none has.

@@ -39,18 +39,11 @@ ComputeCalibration calibrate_compute(const nlohmann::json& bundle, const std::st
                                   static_cast<double>(in.tokens_per_device), "b"));
 
   // Expert FFN: dense fp8_gemm rows "dense m=M n=N k=K f32 out=bf16 ..." (1x128 / 128x128 f32 scales).
-  static const std::regex gemm_re(R"(^dense m=(\d+) n=(\d+) k=(\d+) f32 out=bf16\b.*)");
-  std::map<std::string, std::map<std::pair<int64_t, int64_t>, Points>> gemm;
-  for (const BenchRow& b : rows) {
-    std::smatch m;
-    if (b.component == "fp8_gemm" && b.kase.find("per_tensor") == std::string::npos && std::regex_match(b.kase, m, gemm_re))
-      gemm[b.variant][{std::stoll(m[2]), std::stoll(m[3])}][std::stod(m[1])] = {b.us, "fp8_gemm/" + b.variant + "/" + b.kase};
-  }
+  const GemmPoints gemm = fp8_gemm_dense_points(rows);
   const double rows_in = static_cast<double>(in.tokens_per_device * in.experts_per_token);
-  const std::vector<std::string> prefer = {"cublaslt_block", "cuda_wgmma"};
   const std::pair<int64_t, int64_t> up{2 * model.moe_inter_dim, model.dim}, down{model.dim, model.moe_inter_dim};
   for (const auto& [shape, what] : {std::pair{up, std::string("expert gate+up")}, std::pair{down, std::string("expert down")}}) {
-    const auto [variant, pts] = pick_variant(gemm, prefer, shape);
+    const auto [variant, pts] = pick_variant(gemm, fp8_gemm_prefer(), shape);
     if (variant.empty())
       throw InputError(path + ": no dense fp8_gemm benchmark rows of the " + what + " shape n=" + std::to_string(shape.first) +
                        " k=" + std::to_string(shape.second) + " (" + model.id + "); run `dsv3 bench fp8_gemm` or `dsv3 run` first");

@@ -162,13 +162,7 @@ OverlapProfile overlap_from_bundle(const ModelConfig& m, const HardwareProfile& 
   add("attn", netmodel::term_from_points("causal core (MLA prefill)", v_mla, pts_mla, d(w.seq_len), "s", 2),
       d(w.tokens / w.seq_len));
 
-  static const std::regex gemm_re(R"(^dense m=(\d+) n=(\d+) k=(\d+) f32 out=bf16\b.*)");
-  std::map<std::string, std::map<std::pair<int64_t, int64_t>, Points>> gemm;
-  for (const auto& b : rows) {
-    std::smatch x;
-    if (b.component == "fp8_gemm" && b.kase.find("per_tensor") == std::string::npos && std::regex_match(b.kase, x, gemm_re))
-      gemm[b.variant][{std::stoll(x[2]), std::stoll(x[3])}][std::stod(x[1])] = {b.us, "fp8_gemm/" + b.variant + "/" + b.kase};
-  }
+  const netmodel::GemmPoints gemm = netmodel::fp8_gemm_dense_points(rows);
   const int64_t h_ = m.n_heads;
   const struct {
     const char* piece;
@@ -185,7 +179,7 @@ OverlapProfile overlap_from_bundle(const ModelConfig& m, const HardwareProfile& 
   };
   for (const auto& s : shapes) {
     if (s.nk.second < 1) throw InputError(path + ": model '" + m.id + "' has no " + s.what + " projection (q_lora_rank 0)");
-    const auto [v, pts] = netmodel::pick_variant(gemm, {"cublaslt_block", "cuda_wgmma"}, s.nk);
+    const auto [v, pts] = netmodel::pick_variant(gemm, netmodel::fp8_gemm_prefer(), s.nk);
     const std::string shape = "n=" + std::to_string(s.nk.first) + " k=" + std::to_string(s.nk.second);
     if (v.empty())
       throw InputError(path + ": no dense fp8_gemm benchmark rows of the " + s.what + " shape " + shape + " (" + m.id +
