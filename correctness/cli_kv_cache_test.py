@@ -10,8 +10,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in correctness/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_util import run  # noqa: E402
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "scripts")
 # The ISCA Table 1 lines (id, family, elems/token/layer, BF16 B/token, KB, x V3, FP8 latent B/token, FP8/BF16).
@@ -24,12 +27,6 @@ EXPECTED_LINES = [
     r"ISCA Table 1 prints 7\.28x",
 ]
 
-
-def run(cmd, expect_rc):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != expect_rc:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, expected {expect_rc}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
-    return p.stdout + p.stderr
 
 
 def main():

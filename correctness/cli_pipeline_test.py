@@ -12,26 +12,17 @@ Usage: cli_pipeline_test.py <path to dsv3> <scratch dir> [--plots <python>]
 """
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in correctness/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_util import expect_lines, run  # noqa: E402
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "scripts")
 SCHEDULES = ["1f1b", "zb1p", "dualpipe", "dualpipev"]
 
 
-def run(cmd, expect_rc):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != expect_rc:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, expected {expect_rc}\n{p.stdout[-3000:]}{p.stderr[-3000:]}")
-    return p.stdout + p.stderr
-
-
-def expect_lines(out, patterns, what):
-    for pattern in patterns:
-        if not re.search(pattern, out, re.M):
-            sys.exit(f"FAIL: {what}: no line matching {pattern!r} in:\n{out}")
 
 
 def cli(dsv3, scratch):

@@ -52,8 +52,8 @@ TEST(MoeBalance, SequenceLossIsAlphaWhenBalancedAndLargerWhenNot) {
   EXPECT_DOUBLE_EQ(sequence_balance_loss(equal, {0, 1, 2, 3}, 4, 1, 1e-4), 1e-4);
   // All tokens to expert 0, which also holds half of every token's normalised score:
   // f = (4, 0, 0, 0), P_0 = 1/2, sum f P = 2.
-  std::vector<float> skewed;
-  for (int t = 0; t < 4; ++t) skewed.insert(skewed.end(), {0.6f, 0.2f, 0.2f, 0.2f});
+  std::vector<float> skewed(16, 0.2f);  // rows (0.6, 0.2, 0.2, 0.2)
+  for (int t = 0; t < 4; ++t) skewed[static_cast<std::size_t>(4 * t)] = 0.6f;
   EXPECT_NEAR(sequence_balance_loss(skewed, {0, 0, 0, 0}, 4, 1, 1.0), 2.0, 1e-7);
   EXPECT_THROW(sequence_balance_loss(equal, {0, 1}, 4, 1, 1.0), std::invalid_argument);  // scores for 4 tokens, 2 routed
 }

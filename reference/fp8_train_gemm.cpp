@@ -108,37 +108,21 @@ Fp8Rows retile_to_columns(const Fp8Rows& x, int64_t real_cols) {
   return quantize_1x128(t.data(), real_cols, m);
 }
 
-void gemm_fp8(const Fp8Rows& a, const Fp8Rows& b, float* d, bool accumulate) {
-  if (a.cols != b.cols)
-    throw std::invalid_argument("fp8_train gemm_fp8: A has " + std::to_string(a.cols) + " columns, B " + std::to_string(b.cols));
-  const int64_t m = a.rows, n = b.rows, k = a.cols, groups = a.groups();
+namespace {
+
+// The output tiles of an [m, n] GEMM, kRowTile rows x kTile columns, spread over the threads:
+// tile(r0, rows, n0, cols, acc) fills acc [rows x cols] (row-major, FP32), which is stored into d
+// (added to it, rounded once, when accumulate). Each tile's arithmetic is the same on any thread.
+template <class Tile>
+void for_each_tile(int64_t m, int64_t n, float* d, bool accumulate, Tile tile) {
   const int64_t row_tiles = (m + kRowTile - 1) / kRowTile, col_blocks = (n + kTile - 1) / kTile;
-  const auto& tab = e4m3_table();
-  auto decode = [&](const Fp8Rows& o, int64_t r0, int64_t rows, MatD& out) {
-    out.resize(rows, k);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < k; ++c) out(r, c) = tab[o.codes[static_cast<std::size_t>((r0 + r) * k + c)]];
-  };
   parallel_for(row_tiles * col_blocks, [&](int64_t t0, int64_t t1) {
-    MatD ad, bd, prod;
     std::vector<float> acc;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r0 = t / col_blocks * kRowTile, rows = std::min(kRowTile, m - r0);
       const int64_t n0 = t % col_blocks * kTile, cols = std::min(kTile, n - n0);
-      decode(a, r0, rows, ad);
-      decode(b, n0, cols, bd);
       acc.assign(static_cast<std::size_t>(rows * cols), 0.0f);
-      for (int64_t g = 0; g < groups; ++g) {
-        prod.noalias() = ad.middleCols(g * kTile, kTile) * bd.middleCols(g * kTile, kTile).transpose();
-        for (int64_t i = 0; i < rows; ++i) {
-          const float sa = a.scales[static_cast<std::size_t>((r0 + i) * groups + g)];
-          for (int64_t j = 0; j < cols; ++j) {
-            const float s = fm::fmul(sa, b.scales[static_cast<std::size_t>((n0 + j) * groups + g)]);
-            float& e = acc[static_cast<std::size_t>(i * cols + j)];
-            e = fm::fadd(e, fm::fmul(static_cast<float>(prod(i, j)), s));
-          }
-        }
-      }
+      tile(r0, rows, n0, cols, acc);
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t j = 0; j < cols; ++j) {
           float& o = d[(r0 + i) * n + n0 + j];
@@ -149,27 +133,48 @@ void gemm_fp8(const Fp8Rows& a, const Fp8Rows& b, float* d, bool accumulate) {
   });
 }
 
-void gemm_bf16(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* d, bool accumulate) {
-  const int64_t row_tiles = (m + kRowTile - 1) / kRowTile, col_blocks = (n + kTile - 1) / kTile;
-  parallel_for(row_tiles * col_blocks, [&](int64_t t0, int64_t t1) {
-    MatD ad, bd, prod;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t r0 = t / col_blocks * kRowTile, rows = std::min(kRowTile, m - r0);
-      const int64_t n0 = t % col_blocks * kTile, cols = std::min(kTile, n - n0);
-      ad.resize(rows, k);
-      bd.resize(cols, k);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < k; ++c) ad(r, c) = a[(r0 + r) * k + c];
-      for (int64_t r = 0; r < cols; ++r)
-        for (int64_t c = 0; c < k; ++c) bd(r, c) = b[(n0 + r) * k + c];
-      prod.noalias() = ad * bd.transpose();
-      for (int64_t i = 0; i < rows; ++i)
+}  // namespace
+
+void gemm_fp8(const Fp8Rows& a, const Fp8Rows& b, float* d, bool accumulate) {
+  if (a.cols != b.cols)
+    throw std::invalid_argument("fp8_train gemm_fp8: A has " + std::to_string(a.cols) + " columns, B " + std::to_string(b.cols));
+  const int64_t k = a.cols, groups = a.groups();
+  const auto& tab = e4m3_table();
+  auto decode = [&](const Fp8Rows& o, int64_t r0, int64_t rows, MatD& out) {
+    out.resize(rows, k);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < k; ++c) out(r, c) = tab[o.codes[static_cast<std::size_t>((r0 + r) * k + c)]];
+  };
+  for_each_tile(a.rows, b.rows, d, accumulate, [&](int64_t r0, int64_t rows, int64_t n0, int64_t cols, std::vector<float>& acc) {
+    thread_local MatD ad, bd, prod;  // scratch reused across tiles
+    decode(a, r0, rows, ad);
+    decode(b, n0, cols, bd);
+    for (int64_t g = 0; g < groups; ++g) {
+      prod.noalias() = ad.middleCols(g * kTile, kTile) * bd.middleCols(g * kTile, kTile).transpose();
+      for (int64_t i = 0; i < rows; ++i) {
+        const float sa = a.scales[static_cast<std::size_t>((r0 + i) * groups + g)];
         for (int64_t j = 0; j < cols; ++j) {
-          float& o = d[(r0 + i) * n + n0 + j];
-          const float v = static_cast<float>(prod(i, j));
-          o = accumulate ? fm::fadd(o, v) : v;
+          const float sc = fm::fmul(sa, b.scales[static_cast<std::size_t>((n0 + j) * groups + g)]);
+          float& e = acc[static_cast<std::size_t>(i * cols + j)];
+          e = fm::fadd(e, fm::fmul(static_cast<float>(prod(i, j)), sc));
         }
+      }
     }
+  });
+}
+
+void gemm_bf16(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* d, bool accumulate) {
+  for_each_tile(m, n, d, accumulate, [&](int64_t r0, int64_t rows, int64_t n0, int64_t cols, std::vector<float>& acc) {
+    thread_local MatD ad, bd, prod;  // scratch reused across tiles
+    ad.resize(rows, k);
+    bd.resize(cols, k);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < k; ++c) ad(r, c) = a[(r0 + r) * k + c];
+    for (int64_t r = 0; r < cols; ++r)
+      for (int64_t c = 0; c < k; ++c) bd(r, c) = b[(n0 + r) * k + c];
+    prod.noalias() = ad * bd.transpose();
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) acc[static_cast<std::size_t>(i * cols + j)] = static_cast<float>(prod(i, j));
   });
 }
 
