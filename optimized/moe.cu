@@ -12,8 +12,8 @@
 //   4. padding   one block per expert: the rows past its count zeroed, group_index -1
 // combine: one block per token, 8 columns per thread; y = RN_bf16(sum_j w_j * out[row_of[t, j]])
 // accumulated in FP32 with fmaf in j order (the tolerance below is derived from that).
-// The layer (grouped SwiGLU experts) has no CUDA variant yet. Not yet run on a GPU: correctness
-// is shown only by the gpu tests on a lent device.
+// The layer is variant cublas_bf16 (optimized/moe_layer.cu), built on this permutation. Not yet run
+// on a GPU: correctness is shown only by the gpu tests on a lent device.
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -22,6 +22,7 @@
 #include "optimized/bf16_device.cuh"
 #include "optimized/cuda_check.hpp"
 #include "optimized/device_io.hpp"
+#include "optimized/moe_device.hpp"
 #include "reference/moe.hpp"
 
 namespace dsv3::moe {
@@ -120,7 +121,7 @@ __global__ void combine_kernel(const uint16_t* __restrict__ expert_out, const in
 }
 
 std::string unsupported(const Params& p) {
-  if (p.op == Op::layer) return "the grouped SwiGLU experts have no CUDA variant yet (permute and combine do)";
+  if (p.op == Op::layer) return "the layer is variant cublas_bf16 (the gate, this permutation, cuBLAS BF16 experts)";
   const moe_gate::Routing r = p.routing();
   if (r.experts > kMaxExperts) return "more than 1024 experts (shared-memory histogram)";
   if (p.tokens > 0x7fffffff / r.topk) return "tokens * k >= 2^31";
@@ -130,17 +131,9 @@ std::string unsupported(const Params& p) {
 
 class CudaRunner final : public Runner {
  public:
-  CudaRunner(const Params& p, Io& io) : p_(p), r_(p.routing()), io_(io), dev_(io) {
+  CudaRunner(const Params& p, Io& io) : p_(p), r_(p.routing()), io_(io), dev_(io), perm_(p.tokens, r_.experts) {
     const std::string why = unsupported(p_);
     if (!why.empty()) throw std::invalid_argument("moe/cuda: " + why);
-    tiles_ = static_cast<int>((p_.tokens + kTile - 1) / kTile);
-    if (p_.op == Op::permute) {
-      const auto E = static_cast<std::size_t>(r_.experts), tiles = static_cast<std::size_t>(tiles_);
-      tile_counts_ = DeviceBuffer(tiles * E * 4, "moe tile_counts");
-      tile_base_ = DeviceBuffer(tiles * E * 4, "moe tile_base");
-      count_ = DeviceBuffer(E * 4, "moe count");
-      starts_ = DeviceBuffer((E + 1) * 8, "moe starts");
-    }
   }
   void run() override {
     const int T = static_cast<int>(p_.tokens), k = static_cast<int>(r_.topk), d = static_cast<int>(r_.dim), E = static_cast<int>(r_.experts);
@@ -150,14 +143,8 @@ class CudaRunner final : public Runner {
       return;
     }
     const int32_t* idx = dev_.in<int32_t>(1);
-    count_kernel<<<tiles_, kTile>>>(idx, T, k, E, tile_counts_.as<int32_t>());
-    offsets_kernel<<<(E + 255) / 256, 256>>>(tile_counts_.as<int32_t>(), tiles_, E, tile_base_.as<int32_t>(), count_.as<int32_t>());
-    starts_kernel<<<1, 32>>>(count_.as<int32_t>(), E, static_cast<int>(p_.align), starts_.as<int64_t>());
-    scatter_kernel<<<tiles_, kTile, static_cast<std::size_t>(kTile) * static_cast<std::size_t>(k) * 4>>>(
-        dev_.in<uint16_t>(0), idx, T, k, d, E, tile_base_.as<int32_t>(), starts_.as<int64_t>(), dev_.out<uint16_t>(0),
-        dev_.out<int32_t>(1), dev_.out<int32_t>(2));
-    padding_kernel<<<E, 256>>>(count_.as<int32_t>(), starts_.as<int64_t>(), d, dev_.out<uint16_t>(0), dev_.out<int32_t>(1));
-    DSV3_CUDA_CHECK(cudaGetLastError());
+    perm_.plan(idx, T, k, E, static_cast<int>(p_.align));
+    perm_.scatter(dev_.in<uint16_t>(0), idx, T, k, d, E, dev_.out<uint16_t>(0), dev_.out<int32_t>(1), dev_.out<int32_t>(2));
   }
   void fetch() override { dev_.fetch(io_); }
 
@@ -166,11 +153,42 @@ class CudaRunner final : public Runner {
   moe_gate::Routing r_;
   Io& io_;
   DeviceIo dev_;
-  int tiles_ = 0;
-  DeviceBuffer tile_counts_, tile_base_, count_, starts_;
+  DevicePermute perm_;
 };
 
 }  // namespace
+
+DevicePermute::DevicePermute(int64_t tokens, int64_t experts)
+    : tiles_(static_cast<int>((tokens + kTile - 1) / kTile)), experts_(experts) {
+  const auto E = static_cast<std::size_t>(experts), tiles = static_cast<std::size_t>(tiles_);
+  tile_counts_ = DeviceBuffer(tiles * E * 4, "moe tile_counts");
+  tile_base_ = DeviceBuffer(tiles * E * 4, "moe tile_base");
+  count_ = DeviceBuffer(E * 4, "moe count");
+  starts_ = DeviceBuffer((E + 1) * 8, "moe starts");
+}
+
+void DevicePermute::plan(const int32_t* idx, int tokens, int k, int experts, int align) {
+  count_kernel<<<tiles_, kTile>>>(idx, tokens, k, experts, tile_counts_.as<int32_t>());
+  offsets_kernel<<<(experts + 255) / 256, 256>>>(tile_counts_.as<int32_t>(), tiles_, experts, tile_base_.as<int32_t>(),
+                                                 count_.as<int32_t>());
+  starts_kernel<<<1, 32>>>(count_.as<int32_t>(), experts, align, starts_.as<int64_t>());
+  DSV3_CUDA_CHECK(cudaGetLastError());
+}
+
+std::vector<int64_t> DevicePermute::starts_on_host() const {
+  std::vector<int64_t> s(static_cast<std::size_t>(experts_ + 1));
+  DSV3_CUDA_CHECK(cudaMemcpy(s.data(), starts_.data(), s.size() * 8, cudaMemcpyDeviceToHost));
+  return s;
+}
+
+void DevicePermute::scatter(const uint16_t* x, const int32_t* idx, int tokens, int k, int dim, int experts, uint16_t* xp,
+                            int32_t* group_index, int32_t* row_of) {
+  scatter_kernel<<<tiles_, kTile, static_cast<std::size_t>(kTile) * static_cast<std::size_t>(k) * 4>>>(
+      x, idx, tokens, k, dim, experts, tile_base_.as<int32_t>(), starts_.as<int64_t>(), xp, group_index, row_of);
+  padding_kernel<<<experts, 256>>>(count_.as<int32_t>(), starts_.as<int64_t>(), dim, xp, group_index);
+  DSV3_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace dsv3::moe
 
 void dsv3_register_moe_cuda() {
@@ -188,4 +206,5 @@ void dsv3_register_moe_cuda() {
                                             "FP32 fmaf over k <= 8 choices (8 * 2^-24 of sum |w v|, the magnitude aid) "
                                             "plus one BF16 rounding on each side (2 * 2^-8 of |ref|)");
   Registry::instance().add(std::move(v));
+  register_cublas_layer_variant();
 }

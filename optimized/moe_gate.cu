@@ -22,6 +22,7 @@
 #include "optimized/bf16_device.cuh"
 #include "optimized/cuda_check.hpp"
 #include "optimized/device_io.hpp"
+#include "optimized/moe_device.hpp"
 #include "reference/moe_gate.hpp"
 
 namespace dsv3::moe_gate {
@@ -185,20 +186,17 @@ __global__ void __launch_bounds__(kThreads) gate_kernel(Dims d, const uint16_t* 
     }
 }
 
-std::string unsupported(const Params& p) {
-  const Routing r = p.routing();
-  if (r.experts > kMaxExperts) return "more than " + std::to_string(kMaxExperts) + " experts (shared-memory tiles)";
-  if (r.groups > kMaxGroups) return "more than " + std::to_string(kMaxGroups) + " expert groups";
-  if (p.tokens > (int64_t{1} << 30) || r.dim > (int64_t{1} << 30)) return "tokens or dim beyond 2^30";
-  return {};
+std::string unsupported(const Params& p) { return gate_unsupported(p.routing(), p.tokens); }
+
+Dims dims_of(const Routing& r, int64_t tokens) {
+  return Dims{static_cast<int>(tokens), static_cast<int>(r.dim), static_cast<int>(r.experts), static_cast<int>(r.groups),
+              static_cast<int>(r.topk_groups), static_cast<int>(r.topk), static_cast<float>(r.route_scale), r.sigmoid, r.bias};
 }
 
 class CudaRunner final : public DeviceRunner<Params> {
  public:
   CudaRunner(const Params& p, Io& io) : DeviceRunner(p, io, "moe_gate/cuda") {
-    const Routing r = p_.routing();
-    d_ = Dims{static_cast<int>(p_.tokens), static_cast<int>(r.dim), static_cast<int>(r.experts), static_cast<int>(r.groups),
-              static_cast<int>(r.topk_groups), static_cast<int>(r.topk), static_cast<float>(r.route_scale), r.sigmoid, r.bias};
+    d_ = dims_of(p_.routing(), p_.tokens);
   }
   void run() override {
     const auto grid = static_cast<unsigned>((p_.tokens + kTile - 1) / kTile);
@@ -212,6 +210,21 @@ class CudaRunner final : public DeviceRunner<Params> {
 };
 
 }  // namespace
+
+std::string gate_unsupported(const Routing& r, int64_t tokens) {
+  if (r.experts > kMaxExperts) return "more than " + std::to_string(kMaxExperts) + " experts (shared-memory tiles)";
+  if (r.groups > kMaxGroups) return "more than " + std::to_string(kMaxGroups) + " expert groups";
+  if (tokens > (int64_t{1} << 30) || r.dim > (int64_t{1} << 30)) return "tokens or dim beyond 2^30";
+  return {};
+}
+
+void launch_gate(const Routing& r, int64_t tokens, const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* out_w,
+                 int32_t* out_i, cudaStream_t stream) {
+  const auto grid = static_cast<unsigned>((tokens + kTile - 1) / kTile);
+  gate_kernel<<<grid, kThreads, 0, stream>>>(dims_of(r, tokens), x, w, r.bias ? bias : nullptr, out_w, out_i);
+  DSV3_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace dsv3::moe_gate
 
 void dsv3_register_moe_gate_cuda() {

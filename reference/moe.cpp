@@ -187,17 +187,28 @@ MatD swiglu(const MatD& h, const Tensor& w1, const Tensor& w3, const Tensor& w2,
   return act * rows_f64(w2, e * d, d, I).transpose();
 }
 
-void layer_reference(const Params& p, const std::vector<Tensor>& in, Tensor& y) {
-  const moe_gate::Routing r = p.routing();
-  const int64_t T = p.tokens, k = r.topk, d = r.dim, E = r.experts, I = p.inter_dim(), Is = p.shared_inter();
+}  // namespace
+
+LayerRouting layer_routing(const Params& p, const std::vector<Tensor>& in) {
   moe_gate::Params gp;
-  gp.model = p.model; gp.tokens = T; gp.dim = p.dim;
+  gp.model = p.model; gp.tokens = p.tokens; gp.dim = p.dim;
   std::vector<Tensor> gin = allocate(moe_gate::input_specs(gp));  // x, weight (, bias): the gate's names
   for (std::size_t i = 0; i < gin.size(); ++i) std::memcpy(gin[i].raw(), in[i].raw(), gin[i].nbytes());
   std::vector<Tensor> gout = allocate(moe_gate::output_specs(gp));
   moe_gate::run_reference(gp, gin, gout);
   const auto gw = gout[0].span<const uint16_t>();
   const auto gi = gout[1].span<const int32_t>();
+  return {{gw.begin(), gw.end()}, {gi.begin(), gi.end()}};
+}
+
+namespace {
+
+void layer_reference(const Params& p, const std::vector<Tensor>& in, Tensor& y) {
+  const moe_gate::Routing r = p.routing();
+  const int64_t T = p.tokens, k = r.topk, d = r.dim, E = r.experts, I = p.inter_dim(), Is = p.shared_inter();
+  const LayerRouting routing = layer_routing(p, in);
+  const std::span<const uint16_t> gw = routing.weights;
+  const std::span<const int32_t> gi = routing.indices;
   const std::size_t w0 = r.bias ? 3 : 2;  // first expert weight input
   const Tensor &w1 = in[w0], &w3 = in[w0 + 1], &w2 = in[w0 + 2], &ws1 = in[w0 + 3], &ws3 = in[w0 + 4], &ws2 = in[w0 + 5];
   const MatD x = rows_f64(in[0], 0, T, d);
@@ -227,7 +238,63 @@ void layer_reference(const Params& p, const std::vector<Tensor>& in, Tensor& y) 
   });
 }
 
+// One branch's contribution to the bound (moe.hpp): rows h [n, d] through w1, w3 [I, d] and w2
+// [d, I] at matrix e; returns do [n, d] and M [n, d].
+std::pair<MatD, MatD> branch_bound(const MatD& h, const Tensor& w1, const Tensor& w3, const Tensor& w2, int64_t e, int64_t I, int64_t d) {
+  constexpr double u = 0x1p-24;
+  const MatD W1 = rows_f64(w1, e * I, I, d), W3 = rows_f64(w3, e * I, I, d), W2 = rows_f64(w2, e * d, d, I);
+  const MatD habs = h.cwiseAbs();
+  const MatD h1 = h * W1.transpose(), h3 = h * W3.transpose();
+  const MatD s1 = habs * W1.cwiseAbs().transpose(), s3 = habs * W3.cwiseAbs().transpose();
+  const double gd = 2.0 * static_cast<double>(d) * u, gi = 2.0 * static_cast<double>(I) * u;
+  MatD a(h1.rows(), h1.cols()), da(h1.rows(), h1.cols());
+  for (Eigen::Index i = 0; i < h1.size(); ++i) {
+    const double x1 = h1.data()[i], x3 = h3.data()[i], sig = 1 / (1 + std::exp(-x1)), silu = x1 * sig;
+    const double dsilu = sig * (1 + x1 * (1 - sig));
+    a.data()[i] = silu * x3;
+    da.data()[i] = std::fabs(dsilu) * std::fabs(x3) * gd * s1.data()[i] + std::fabs(silu) * gd * s3.data()[i] +
+                   (0x1p-9 + 8 * u) * std::fabs(a.data()[i]);
+  }
+  const MatD w2abs = W2.cwiseAbs().transpose();
+  const MatD m = a.cwiseAbs() * w2abs, dm = da * w2abs;
+  const MatD dout = dm + gi * m + 0x1p-9 * (m + dm);
+  return {dout, m};
+}
+
 }  // namespace
+
+Tensor layer_error_bound(const Params& p, const std::vector<Tensor>& in) {
+  const moe_gate::Routing r = p.routing();
+  const int64_t T = p.tokens, k = r.topk, d = r.dim, E = r.experts, I = p.inter_dim(), Is = p.shared_inter();
+  const LayerRouting routing = layer_routing(p, in);
+  const std::size_t w0 = r.bias ? 3 : 2;
+  const MatD x = rows_f64(in[0], 0, T, d);
+  MatD bound = MatD::Zero(T, d), mag = MatD::Zero(T, d);
+  for (int64_t e = 0; e < E; ++e) {  // in expert order: the sums are the same on any thread count
+    std::vector<int64_t> pairs;
+    for (int64_t q = 0; q < T * k; ++q)
+      if (routing.indices[static_cast<std::size_t>(q)] == e) pairs.push_back(q);
+    if (pairs.empty()) continue;
+    MatD h(static_cast<Eigen::Index>(pairs.size()), d);
+    for (std::size_t i = 0; i < pairs.size(); ++i) h.row(static_cast<Eigen::Index>(i)) = x.row(pairs[i] / k);
+    const auto [dout, m] = branch_bound(h, in[w0], in[w0 + 1], in[w0 + 2], e, I, d);
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      const double g = std::fabs(static_cast<double>(bf16_to_f32(routing.weights[static_cast<std::size_t>(pairs[i])])));
+      bound.row(pairs[i] / k) += g * dout.row(static_cast<Eigen::Index>(i));
+      mag.row(pairs[i] / k) += g * m.row(static_cast<Eigen::Index>(i));
+    }
+  }
+  if (Is > 0) {
+    const auto [dout, m] = branch_bound(x, in[w0 + 3], in[w0 + 4], in[w0 + 5], 0, Is, d);
+    bound += dout;
+    mag += m;
+  }
+  bound += static_cast<double>(k + 1) * 0x1p-24 * mag;
+  Tensor out("magnitude:y", DType::f32, {T, d});
+  auto o = out.span<float>();
+  for (int64_t i = 0; i < T * d; ++i) o[static_cast<std::size_t>(i)] = static_cast<float>(bound.data()[i]);
+  return out;
+}
 
 std::vector<Tensor> make_inputs(const Params& p) {
   const moe_gate::Routing r = p.routing();

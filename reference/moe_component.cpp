@@ -74,6 +74,11 @@ void register_component() {
   c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) {
     // combine: sum_j |w_j v_j| per output element, the scale of a kernel's accumulation error.
     const Params& p = k.as<Params>();
+    if (p.op == Op::layer) {  // the first-order error bound of moe/cublas_bf16 (moe.hpp)
+      std::vector<Tensor> aids;
+      aids.push_back(layer_error_bound(p, in));
+      return aids;
+    }
     if (p.op != Op::combine) return std::vector<Tensor>{};
     const int64_t kk = in[1].dim(1), d = in[0].dim(1);
     Tensor mag("magnitude:y", DType::f32, {p.tokens, d});
