@@ -96,7 +96,7 @@ nlohmann::json gpu_bundle() {
 TEST(PipelineOverlapProfile, BundleTakesMeasuredComputeAndScalesIt) {
   const ModelConfig m = find_model("deepseek-v3-671b");
   const HardwareProfile h = find_hardware("h100-sxm");
-  const OverlapProfile p = overlap_from_bundle(m, h, OverlapWorkload{}, gpu_bundle(), "b.json");
+  const OverlapProfile p = with_measured_compute(overlap_from_profile(m, h, OverlapWorkload{}), m, gpu_bundle(), "b.json");
   EXPECT_EQ(p.compute, "bundle (Test GPU)");
   // Core: s = 4096 beyond the largest measured 2048, scaled by (4096 / 2048)^2; one sequence.
   EXPECT_DOUBLE_EQ(term(p, "attn", "causal core").us, 300 * 4);
@@ -111,7 +111,7 @@ TEST(PipelineOverlapProfile, BundleTakesMeasuredComputeAndScalesIt) {
   // Two sequences of 2048 per micro-batch: twice the measured s = 2048 point.
   OverlapWorkload two;
   two.seq_len = 2048;
-  EXPECT_DOUBLE_EQ(term(overlap_from_bundle(m, h, two, gpu_bundle(), "b.json"), "attn", "causal core").us, 600);
+  EXPECT_DOUBLE_EQ(term(with_measured_compute(overlap_from_profile(m, h, two), m, gpu_bundle(), "b.json"), "attn", "causal core").us, 600);
 }
 
 TEST(PipelineOverlapProfile, MissingRowsAndBadInputsAreNamed) {
@@ -120,13 +120,13 @@ TEST(PipelineOverlapProfile, MissingRowsAndBadInputsAreNamed) {
   nlohmann::json b = gpu_bundle();
   b["benchmarks"].erase(b["benchmarks"].begin() + 7);  // experts gate+up
   try {
-    overlap_from_bundle(m, h, OverlapWorkload{}, b, "b.json");
+    with_measured_compute(overlap_from_profile(m, h, OverlapWorkload{}), m, b, "b.json");
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("n=4096 k=7168"), std::string::npos) << e.what();
   }
   try {
-    overlap_from_bundle(m, h, OverlapWorkload{}, nlohmann::json::object(), "empty.json");
+    with_measured_compute(overlap_from_profile(m, h, OverlapWorkload{}), m, nlohmann::json::object(), "empty.json");
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("mla prefill"), std::string::npos) << e.what();

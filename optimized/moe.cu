@@ -107,8 +107,10 @@ __global__ void padding_kernel(const int32_t* count, const int64_t* starts, int 
   }
 }
 
+// shared (nullable): a [T, dim] BF16 term added after the k choices (the layer's shared expert).
 __global__ void combine_kernel(const uint16_t* __restrict__ expert_out, const int32_t* __restrict__ row_of,
-                               const uint16_t* __restrict__ w, int k, int dim, uint16_t* __restrict__ y) {
+                               const uint16_t* __restrict__ w, const uint16_t* __restrict__ shared, int k, int dim,
+                               uint16_t* __restrict__ y) {
   const int t = blockIdx.x;
   for (int c = threadIdx.x; c < dim; c += blockDim.x) {
     float acc = 0.0f;
@@ -116,6 +118,7 @@ __global__ void combine_kernel(const uint16_t* __restrict__ expert_out, const in
       const int64_t row = row_of[static_cast<int64_t>(t) * k + j];
       acc = __fmaf_rn(gpu::bf16_f32(w[static_cast<int64_t>(t) * k + j]), gpu::bf16_f32(expert_out[row * dim + c]), acc);
     }
+    if (shared) acc = __fadd_rn(acc, gpu::bf16_f32(shared[static_cast<int64_t>(t) * dim + c]));
     y[static_cast<int64_t>(t) * dim + c] = gpu::to_bf16(acc);
   }
 }
@@ -138,8 +141,7 @@ class CudaRunner final : public Runner {
   void run() override {
     const int T = static_cast<int>(p_.tokens), k = static_cast<int>(r_.topk), d = static_cast<int>(r_.dim), E = static_cast<int>(r_.experts);
     if (p_.op == Op::combine) {
-      combine_kernel<<<T, 256>>>(dev_.in<uint16_t>(0), dev_.in<int32_t>(1), dev_.in<uint16_t>(2), k, d, dev_.out<uint16_t>(0));
-      DSV3_CUDA_CHECK(cudaGetLastError());
+      launch_combine(dev_.in<uint16_t>(0), dev_.in<int32_t>(1), dev_.in<uint16_t>(2), nullptr, T, k, d, dev_.out<uint16_t>(0));
       return;
     }
     const int32_t* idx = dev_.in<int32_t>(1);
@@ -157,6 +159,12 @@ class CudaRunner final : public Runner {
 };
 
 }  // namespace
+
+void launch_combine(const uint16_t* expert_out, const int32_t* row_of, const uint16_t* w, const uint16_t* shared, int tokens, int k,
+                    int dim, uint16_t* y) {
+  combine_kernel<<<tokens, 256>>>(expert_out, row_of, w, shared, k, dim, y);
+  DSV3_CUDA_CHECK(cudaGetLastError());
+}
 
 DevicePermute::DevicePermute(int64_t tokens, int64_t experts)
     : tiles_(static_cast<int>((tokens + kTile - 1) / kTile)), experts_(experts) {

@@ -46,6 +46,11 @@ class DevicePermute {
   DeviceBuffer tile_counts_, tile_base_, count_, starts_;
 };
 
+// y [T, dim] = RN_bf16(sum_j fmaf(w_j, expert_out[row_of[t, j]]) (+ shared[t] when not null)),
+// FP32, j in order: the combine op, and the layer's combine with its shared expert.
+void launch_combine(const uint16_t* expert_out, const int32_t* row_of, const uint16_t* w, const uint16_t* shared, int tokens, int k,
+                    int dim, uint16_t* y);
+
 // Registers moe/cublas_bf16, the layer on the GPU (optimized/moe_layer.cu); called by
 // dsv3_register_moe_cuda.
 void register_cublas_layer_variant();

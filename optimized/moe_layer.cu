@@ -11,6 +11,7 @@
 //                 h / (1 + expf(-h))), o = RN_bf16(a w2_e^T)
 //   4. shared     the same three GEMMs over all T tokens with ws1, ws3, ws2
 //   5. combine    y = RN_bf16(sum_j fmaf(g_j, o[row_of[t, j]]) + o_shared[t]) in FP32, j in order
+//                 (the combine op's kernel, launch_combine)
 // model.py's order of operations (BF16 expert outputs, weighted sum) with FP32 accumulation; the
 // tolerance is a first-order bound of these roundings computed per output element from the
 // reference's exact intermediates (reference/moe.cpp layer_error_bound, the "magnitude:y" aid).
@@ -37,20 +38,6 @@ __global__ void swiglu_kernel(const float* __restrict__ h1, const float* __restr
     const float h = h1[i];
     const float silu = __fdiv_rn(h, __fadd_rn(1.0f, expf(-h)));
     a[i] = gpu::to_bf16(__fmul_rn(silu, h3[i]));
-  }
-}
-
-__global__ void layer_combine_kernel(const uint16_t* __restrict__ o, const int32_t* __restrict__ row_of, const uint16_t* __restrict__ g,
-                                     const uint16_t* __restrict__ shared, int k, int dim, uint16_t* __restrict__ y) {
-  const int t = blockIdx.x;
-  for (int c = threadIdx.x; c < dim; c += blockDim.x) {
-    float acc = 0.0f;
-    for (int j = 0; j < k; ++j) {
-      const int64_t row = row_of[static_cast<int64_t>(t) * k + j];
-      acc = __fmaf_rn(gpu::bf16_f32(g[static_cast<int64_t>(t) * k + j]), gpu::bf16_f32(o[row * dim + c]), acc);
-    }
-    acc = __fadd_rn(acc, gpu::bf16_f32(shared[static_cast<int64_t>(t) * dim + c]));
-    y[static_cast<int64_t>(t) * dim + c] = gpu::to_bf16(acc);
   }
 }
 
@@ -128,9 +115,7 @@ class LayerRunner final : public DeviceRunner<Params> {
     } else {  // no shared expert: its output is zero
       DSV3_CUDA_CHECK(cudaMemsetAsync(os_.data(), 0, os_.size()));
     }
-    layer_combine_kernel<<<T, 256>>>(o_.as<uint16_t>(), row_of_.as<int32_t>(), g_.as<uint16_t>(), os_.as<uint16_t>(), k, d,
-                                     dev_.out<uint16_t>(0));
-    DSV3_CUDA_CHECK(cudaGetLastError());
+    launch_combine(o_.as<uint16_t>(), row_of_.as<int32_t>(), g_.as<uint16_t>(), os_.as<uint16_t>(), T, k, d, dev_.out<uint16_t>(0));
   }
 
  private:

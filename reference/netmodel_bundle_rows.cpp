@@ -17,13 +17,13 @@ double unit_us(const std::string& unit) {
   return NAN;
 }
 
+}  // namespace
+
 std::string num(double v) {
   std::ostringstream os;
   os << v;
   return os.str();
 }
-
-}  // namespace
 
 std::vector<BenchRow> bench_rows(const nlohmann::json& bundle) {
   std::vector<BenchRow> out;

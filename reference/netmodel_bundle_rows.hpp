@@ -28,6 +28,9 @@ struct BenchRow {
 };
 std::vector<BenchRow> bench_rows(const nlohmann::json& bundle);
 
+// v as an ostream prints it (6 significant digits), for the terms' "how" texts.
+std::string num(double v);
+
 // "cpu-only", or the bundle's GPU name.
 std::string bundle_device(const nlohmann::json& bundle);
 

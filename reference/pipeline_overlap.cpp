@@ -152,6 +152,12 @@ StepOverlap step_overlap(const ChunkOverlap& c, ScheduleKind k, int64_t pp, int6
   return o;
 }
 
+std::vector<StepOverlap> step_overlaps(const ChunkOverlap& c, int64_t pp, int64_t micro_batches) {
+  std::vector<StepOverlap> steps;
+  for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, pp, micro_batches));
+  return steps;
+}
+
 nlohmann::json overlap_rows(const ChunkOverlap& c, const std::vector<StepOverlap>& steps) {
   nlohmann::json rows = nlohmann::json::array();
   const OverlapInputs& in = c.in;

@@ -70,6 +70,7 @@ struct StepOverlap {
   double hidden_fraction() const { return a2a_total > 0 ? a2a_hidden / a2a_total : 0; }
 };
 StepOverlap step_overlap(const ChunkOverlap& c, ScheduleKind k, int64_t pp, int64_t micro_batches);
+std::vector<StepOverlap> step_overlaps(const ChunkOverlap& c, int64_t pp, int64_t micro_batches);  // every schedule
 
 nlohmann::json overlap_rows(const ChunkOverlap& c, const std::vector<StepOverlap>& steps);
 

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <regex>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/json_file.hpp"
@@ -14,11 +13,7 @@
 namespace dsv3::pipeline {
 namespace {
 
-std::string num(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
+using netmodel::num;
 
 double d(int64_t v) { return static_cast<double>(v); }
 
@@ -137,11 +132,14 @@ OverlapProfile overlap_from_profile(const ModelConfig& m, const HardwareProfile&
   return p;
 }
 
-OverlapProfile overlap_from_bundle(const ModelConfig& m, const HardwareProfile& h, const OverlapWorkload& w,
-                                   const nlohmann::json& bundle, const std::string& path) {
+OverlapProfile with_measured_compute(const OverlapProfile& modelled, const ModelConfig& m, const nlohmann::json& bundle,
+                                     const std::string& path) {
   using netmodel::Points;
-  OverlapProfile p = base(m, h, w);
+  if (m.id != modelled.model) throw std::logic_error("pipeline-overlap: model " + m.id + " is not the profile's " + modelled.model);
+  const OverlapWorkload& w = modelled.work;
+  OverlapProfile p = modelled;
   p.compute = "bundle (" + netmodel::bundle_device(bundle) + ")";
+  p.terms.clear();
   const std::vector<netmodel::BenchRow> rows = netmodel::bench_rows(bundle);
   auto add = [&](const char* piece, const netmodel::ComputeTerm& c, double times) {
     p.terms.push_back({piece, c.what, 0, c.variant + ": " + c.how + " [" + c.rows + "]" + (times != 1 ? " x " + num(times) : ""),
@@ -188,16 +186,20 @@ OverlapProfile overlap_from_bundle(const ModelConfig& m, const HardwareProfile& 
   }
   p.in.attn = p.in.mlp = 0;
   for (const auto& t : p.terms) (t.piece == "attn" ? p.in.attn : p.in.mlp) += t.us;
-  add_communication(p, m, h);
+  for (const auto& t : modelled.terms)  // communication stays the profile's
+    if (t.piece != "attn" && t.piece != "mlp") p.terms.push_back(t);
   p.in.validate();
   return p;
 }
 
-nlohmann::json overlap_profile_rows(const OverlapProfile& p) {
-  const ChunkOverlap c = chunk_overlap(p.in);
-  std::vector<StepOverlap> steps;
-  for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, p.work.pp, p.work.micro_batches()));
-  nlohmann::json rows = overlap_rows(c, steps);
+OverlapRun run_overlap(const OverlapProfile& p) {
+  OverlapRun r{chunk_overlap(p.in), {}};
+  r.steps = step_overlaps(r.chunk, p.work.pp, p.work.micro_batches());
+  return r;
+}
+
+nlohmann::json overlap_profile_rows(const OverlapProfile& p, const OverlapRun& run) {
+  nlohmann::json rows = overlap_rows(run.chunk, run.steps);
   for (const auto& t : p.terms)
     rows.push_back({{"table", "term"}, {"piece", t.piece}, {"what", t.what}, {"amount", t.amount}, {"how", t.how}, {"us", t.us}});
   for (auto& r : rows) {
@@ -218,10 +220,11 @@ nlohmann::json overlap_study_rows(const nlohmann::json& bundle, const std::strin
   const ModelConfig m = find_model(w.model);
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& id : list_hardware()) {
-    const HardwareProfile h = find_hardware(id);
-    for (auto& r : overlap_profile_rows(overlap_from_profile(m, h, w))) rows.push_back(std::move(r));
+    const OverlapProfile modelled = overlap_from_profile(m, find_hardware(id), w);
+    for (auto& r : overlap_profile_rows(modelled, run_overlap(modelled))) rows.push_back(std::move(r));
     try {
-      for (auto& r : overlap_profile_rows(overlap_from_bundle(m, h, w, bundle, path))) rows.push_back(std::move(r));
+      const OverlapProfile measured = with_measured_compute(modelled, m, bundle, path);
+      for (auto& r : overlap_profile_rows(measured, run_overlap(measured))) rows.push_back(std::move(r));
     } catch (const InputError& e) {
       rows.push_back({{"table", "skipped"}, {"hardware", id}, {"compute", "bundle"}, {"reason", e.what()}});
     }

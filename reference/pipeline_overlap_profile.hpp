@@ -31,7 +31,7 @@
 // M = 4096 run 1009-1426 TFLOPS of the H800's 1979, 0.51-0.72, v3-facts §9.3]. IB = nic_gbps / 8 x
 // nics_per_gpu, NVLink = nvlink_bandwidth_gbs (nominal, per direction); sms from the profile, comm_sms
 // 20 on every profile (V3-TR §3.5.1's H800 figure).
-// Bundle (compute "bundle"): attention and mlp from the run's benchmarks instead
+// Bundle (compute "bundle", with_measured_compute): attention and mlp from the run's benchmarks instead
 // (netmodel_bundle_rows.hpp for rows, variants and interpolation):
 //   attention  mla prefill "prefill b=1 s=S h=128" at S = seq_len (beyond the largest measured S
 //              scaled as S^2, the causal core), x T / seq_len sequences; + fp8_gemm dense rows of the
@@ -88,14 +88,21 @@ struct OverlapProfile {
 // From the profile alone. InputError-like std::invalid_argument for a model without MoE, a
 // profile with a zero rate.
 OverlapProfile overlap_from_profile(const ModelConfig& m, const HardwareProfile& h, const OverlapWorkload& w);
-// The same with attention and mlp measured in `bundle` (path for messages); InputError naming the
-// bundle and the missing rows.
-OverlapProfile overlap_from_bundle(const ModelConfig& m, const HardwareProfile& h, const OverlapWorkload& w,
-                                   const nlohmann::json& bundle, const std::string& path);
+// `modelled` (overlap_from_profile of model m) with attention and mlp measured in `bundle` (path for
+// messages) instead; its dispatch and combine terms kept. InputError naming the bundle and the
+// missing rows.
+OverlapProfile with_measured_compute(const OverlapProfile& modelled, const ModelConfig& m, const nlohmann::json& bundle,
+                                     const std::string& path);
 
-// Chunk and step rows of overlap_rows() for p, the schedules run at w.pp and w.micro_batches(),
-// each row tagged with hardware, model and compute; plus one {"table": "term"} row per term.
-nlohmann::json overlap_profile_rows(const OverlapProfile& p);
+// p's chunk, and every schedule run with it at p.work.pp and p.work.micro_batches().
+struct OverlapRun {
+  ChunkOverlap chunk;
+  std::vector<StepOverlap> steps;
+};
+OverlapRun run_overlap(const OverlapProfile& p);
+// The chunk and step rows of overlap_rows() for a run of p, each tagged with hardware, model and
+// compute; plus one {"table": "term"} row per term.
+nlohmann::json overlap_profile_rows(const OverlapProfile& p, const OverlapRun& run);
 // studies.pipeline_overlap: every hardware profile from its peaks, and from `bundle` where it has
 // the rows (else one {"table": "skipped", "reason"} row).
 nlohmann::json overlap_study_rows(const nlohmann::json& bundle, const std::string& path);

@@ -252,6 +252,12 @@ def finite(v):
     return None
 
 
+def fixed(v, decimals, scale=1.0):
+    """v * scale with a fixed number of decimals (the calculators' tables compare against printed figures), 'n/a' when not finite."""
+    f = finite(v)
+    return "n/a" if f is None else f"{f * scale:.{decimals}f}"
+
+
 def fmt_num(v):
     """3 significant digits, plain notation for 0.001 <= |v| < 1e6, 'n/a' for null/non-finite."""
     if isinstance(v, bool) or v is None:

@@ -23,7 +23,7 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in scripts/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bundle_io import UserError, atomic_write, benchmark_rows, finite, fmt_num, load_bundles, main_guard  # noqa: E402
+from bundle_io import UserError, atomic_write, benchmark_rows, finite, fixed, fmt_num, load_bundles, main_guard  # noqa: E402
 from report_pipeline import pipeline_summary_table, pipeline_timeline_table  # noqa: E402
 from report_train import fp8_train_lm_table  # noqa: E402
 from report_calibrated import decode_limit_calibrated_table, pipeline_overlap_table  # noqa: E402
@@ -353,12 +353,6 @@ def kv_cache_table(rows, plot_link):
     if plot_link:
         out += [f"Plot: [kv_cache.png]({plot_link}) (cache memory vs context, BF16 solid, FP8 latent dashed).", ""]
     return out
-
-
-def fixed(v, decimals, scale=1.0):
-    """v * scale with a fixed number of decimals (the calculators' tables compare against printed figures)."""
-    f = finite(v)
-    return "n/a" if f is None else f"{f * scale:.{decimals}f}"
 
 
 def decode_limit_table(rows):

@@ -5,9 +5,11 @@ studies.pipeline_overlap (the communication-overlap view per hardware profile, c
 the profile's peaks beside compute measured in the bundle, docs/pipeline.md).
 """
 
+import os
+import sys
 
-def _f(v, decimals):
-    return "n/a" if not isinstance(v, (int, float)) else f"{v:.{decimals}f}"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bundle_io import fixed  # noqa: E402
 
 
 def _skipped(rows):
@@ -26,10 +28,10 @@ def decode_limit_calibrated_table(rows, cell, table):
             f"{cell(r0.get('micro_batches'))} micro-batches x max(both all-to-alls, compute). Compute per micro-batch "
             f"and layer, measured on {cell(r0.get('compute_device'))}:", ""]
     out += table(["term", "variant", "µs", "how"],
-                 [[cell(t.get("what")), cell(t.get("variant")), _f(t.get("us"), 3), cell(t.get("how"))]
+                 [[cell(t.get("what")), cell(t.get("variant")), fixed(t.get("us"), 3), cell(t.get("how"))]
                   for t in r0.get("compute_terms") or []], "compute_terms")
-    body = [[cell(r["case"]), cell(r.get("hardware") or "paper"), cell(r.get("link")), _f(r.get("step_us"), 3),
-             _f(r.get("compute_us"), 3), _f(r.get("layer_us"), 3), cell(r.get("bound")), _f(r.get("tpot_ms"), 4),
+    body = [[cell(r["case"]), cell(r.get("hardware") or "paper"), cell(r.get("link")), fixed(r.get("step_us"), 3),
+             fixed(r.get("compute_us"), 3), fixed(r.get("layer_us"), 3), cell(r.get("bound")), fixed(r.get("tpot_ms"), 4),
              f"{r.get('tokens_per_s'):.4g}" if isinstance(r.get("tokens_per_s"), (int, float)) else "n/a"]
             for r in rows]
     out += table(["case", "hardware", "link", "all-to-alls µs", "compute µs", "layer µs", "bound", "TPOT ms",
@@ -65,10 +67,10 @@ def pipeline_overlap_table(rows, cell, table):
         comp, comm = c.get("attn", 0) + c.get("mlp", 0), c.get("dispatch", 0) + c.get("combine", 0)
         dp, f1 = s.get("dualpipe", {}), s.get("1f1b", {})
         fb_hidden = c.get("fb_hidden", 0) / c["fb_comm"] if c.get("fb_comm") else None
-        body.append([cell(key[0]), cell(key[1]), _f(c.get("attn"), 1), _f(c.get("mlp"), 1), _f(c.get("dispatch"), 1),
-                     _f(c.get("combine"), 1), _f(comp / comm, 2) if comm else "n/a",
-                     _f(100 * fb_hidden, 1) if fb_hidden is not None else "n/a",
-                     _f(100 * dp["hidden_fraction"], 1) if "hidden_fraction" in dp else "n/a",
-                     _f(dp.get("makespan", 0) / 1e6, 3) if dp else "n/a", _f(f1.get("makespan", 0) / 1e6, 3) if f1 else "n/a"])
+        body.append([cell(key[0]), cell(key[1]), fixed(c.get("attn"), 1), fixed(c.get("mlp"), 1), fixed(c.get("dispatch"), 1),
+                     fixed(c.get("combine"), 1), fixed(comp / comm, 2) if comm else "n/a",
+                     fixed(100 * fb_hidden, 1) if fb_hidden is not None else "n/a",
+                     fixed(100 * dp["hidden_fraction"], 1) if "hidden_fraction" in dp else "n/a",
+                     fixed(dp.get("makespan", 0) / 1e6, 3) if dp else "n/a", fixed(f1.get("makespan", 0) / 1e6, 3) if f1 else "n/a"])
     return out + table(["hardware", "compute", "attn", "mlp", "dispatch", "combine", "compute : comm", "F&B hidden %",
                         "step hidden % (DualPipe)", "DualPipe step s", "1F1B step s"], body, "pipeline_overlap")

@@ -213,8 +213,7 @@ void add_pipeline_overlap(CLI::App& model) {
                              "Derive the four times (us) from this hardware profile (id in datasets/hardware or a JSON file) and the "
                              "model's training step: reference/pipeline_overlap_profile.hpp");
   for (auto* opt : by_hand) hw->excludes(opt);
-  auto* bundle = cmd->add_option("--bundle", o->bundle, "With --hardware: attention and MLP compute measured in this result bundle")
-                     ->needs(hw);
+  cmd->add_option("--bundle", o->bundle, "With --hardware: attention and MLP compute measured in this result bundle")->needs(hw);
   cmd->add_option("--model", o->work.model, "With --hardware: model config id")->capture_default_str()->needs(hw);
   cmd->add_option("--tokens", o->work.tokens, "With --hardware: tokens per micro-batch and device")->capture_default_str()->needs(hw);
   cmd->add_option("--ranks-per-node", o->work.ranks_per_node, "With --hardware: EP ranks per node (0: the profile's NVLink domain)")
@@ -224,7 +223,6 @@ void add_pipeline_overlap(CLI::App& model) {
   cmd->add_option("--efficiency", o->work.compute_efficiency, "With --hardware: fraction of the profile's peak FLOPs reached")
       ->capture_default_str()
       ->needs(hw);
-  (void)bundle;
   cmd->add_option("--json", o->json, "Also write the rows (docs/pipeline.md \"pipeline_overlap\") to this file");
   cmd->callback([=] {
     nlohmann::json rows;
@@ -234,18 +232,15 @@ void add_pipeline_overlap(CLI::App& model) {
       w.comm_sms = o->in.comm_sms;
       const ModelConfig m = find_model(w.model);
       const HardwareProfile h = hardware_by_id_or_file(o->hardware);
-      const OverlapProfile p = o->bundle.empty() ? overlap_from_profile(m, h, w)
-                                                 : overlap_from_bundle(m, h, w, load_json_file(o->bundle), o->bundle);
+      const OverlapProfile modelled = overlap_from_profile(m, h, w);
+      const OverlapProfile p = o->bundle.empty() ? modelled : with_measured_compute(modelled, m, load_json_file(o->bundle), o->bundle);
       print_terms(p);
-      const ChunkOverlap c = chunk_overlap(p.in);
-      std::vector<StepOverlap> steps;
-      for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, w.pp, w.micro_batches()));
-      print_overlap(c, steps);
-      rows = overlap_profile_rows(p);
+      const OverlapRun run = run_overlap(p);
+      print_overlap(run.chunk, run.steps);
+      rows = overlap_profile_rows(p, run);
     } else {
       const ChunkOverlap c = chunk_overlap(o->in);
-      std::vector<StepOverlap> steps;
-      for (ScheduleKind k : all_schedules()) steps.push_back(step_overlap(c, k, o->pp, o->m));
+      const std::vector<StepOverlap> steps = step_overlaps(c, o->pp, o->m);
       print_overlap(c, steps);
       rows = overlap_rows(c, steps);
     }
