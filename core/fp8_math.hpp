@@ -173,4 +173,11 @@ DSV3_HD float logfmt_decode_mag(const LogFmtGroup& g, uint32_t mag) {
   return mag == 0 ? 0.0f : logfmt_level(g, static_cast<int>(mag) - 1);
 }
 
+// A code of an encoded group (sign bit 2^(bits-1) over the magnitude code) as FP32.
+DSV3_HD float logfmt_decode_code(const LogFmtGroup& g, uint32_t code, int bits) {
+  const uint32_t sign_bit = 1u << (bits - 1);
+  const float mag = logfmt_decode_mag(g, code & (sign_bit - 1));
+  return (code & sign_bit) ? -mag : mag;
+}
+
 }  // namespace dsv3::fp8math

@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kThreads) logfmt_encode_kernel(const uint16_t*
 __global__ void __launch_bounds__(kThreads) logfmt_decode_kernel(const uint16_t* __restrict__ codes, const float* __restrict__ meta,
                                                                  const uint8_t* __restrict__ fallback, uint16_t* __restrict__ y,
                                                                  Dims d, int bits) {
-  const uint32_t lane = threadIdx.x & 31, units = d.m * d.kb, sign_bit = 1u << (bits - 1);
+  const uint32_t lane = threadIdx.x & 31, units = d.m * d.kb;
   for (uint32_t u = global_warp(); u < units; u += warp_count()) {
     const auto [base, c0] = tile_at(u, d);
     const bool fb = fallback[u] != 0;
@@ -71,8 +71,7 @@ __global__ void __launch_bounds__(kThreads) logfmt_decode_kernel(const uint16_t*
       if (fb) {
         y[base + c] = code;
       } else {
-        const float mag = fm::logfmt_decode_mag(g, code & (sign_bit - 1));
-        y[base + c] = to_bf16((code & sign_bit) ? -mag : mag);
+        y[base + c] = to_bf16(fm::logfmt_decode_code(g, code, bits));
       }
     }
   }

@@ -368,9 +368,7 @@ float combine_value(const Params& p, const uint8_t* row, int64_t j) {
   std::memcpy(&fallback, group + 8, 4);
   std::memcpy(&code, group + kLogFmtMetaBytes + 2 * (j % 128), 2);
   if (fallback != 0) return bf16_to_f32(code);
-  const uint32_t sign = 1u << 9;
-  const float mag = fp8math::logfmt_decode_mag(fp8math::logfmt_group_from_meta(log_amin, log_amax, 10), code & (sign - 1));
-  return (code & sign) != 0 ? -mag : mag;
+  return fp8math::logfmt_decode_code(fp8math::logfmt_group_from_meta(log_amin, log_amax, 10), code, 10);
 }
 
 }  // namespace

@@ -181,14 +181,12 @@ void logfmt_decode(const Tensor& codes, const Tensor& meta, const Tensor& fallba
   const auto mt = meta.span<const float>();
   const auto fb = fallback.span<const uint8_t>();
   auto out = y.span<uint16_t>();
-  const uint32_t sign_bit = 1u << (p.logfmt_bits - 1);
   for (int64_t r = 0; r < p.m; ++r)
     for (int64_t col = 0; col < p.k; ++col) {
       const int64_t i = r * p.k + col, gi = r * tiles(p.k) + col / kTile;
       if (fb[gi]) { out[i] = c[i]; continue; }
       const fm::LogFmtGroup g = fm::logfmt_group_from_meta(mt[2 * gi], mt[2 * gi + 1], p.logfmt_bits);
-      const float mag = fm::logfmt_decode_mag(g, c[i] & (sign_bit - 1));
-      out[i] = f32_to_bf16((c[i] & sign_bit) ? -mag : mag);
+      out[i] = f32_to_bf16(fm::logfmt_decode_code(g, c[i], p.logfmt_bits));
     }
 }
 
