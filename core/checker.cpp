@@ -54,7 +54,9 @@ CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c
     };
     for (std::size_t i = 0; i < ref.outputs.size(); ++i) {
       const std::string& name = ref.outputs[i].name();
-      record(compare_tensors(io.out.at(i), ref.outputs[i], v.tolerance_for(name), ref.aid("magnitude:" + name),
+      const Tolerance& tol = v.tolerance_for(name);
+      record(compare_tensors(io.out.at(i), ref.outputs[i], tol,
+                             ref.aid(tol.magnitude_aid.empty() ? "magnitude:" + name : tol.magnitude_aid),
                              ref.aid("exact:" + name)));
     }
     if (comp.extra_checks)

@@ -71,7 +71,7 @@ std::string Tolerance::describe() const {
     case Kind::exact: s = "exact"; break;
     case Kind::ulps: s = "<= " + fmt_num(ulps) + " ulp " + std::string(dtype_name(fmt)); break;
     case Kind::absrel: s = "atol " + fmt_num(atol) + " | rtol " + fmt_num(rtol); break;
-    case Kind::bounded: s = fmt_num(eps) + " * magnitude + " + fmt_num(rtol) + " * |ref|" + (exact_where_proven ? " (exact where proven)" : ""); break;
+    case Kind::bounded: s = fmt_num(eps) + " * " + (magnitude_aid.empty() ? std::string("magnitude") : magnitude_aid) + " + " + fmt_num(rtol) + " * |ref|" + (exact_where_proven ? " (exact where proven)" : ""); break;
   }
   if (max_cos_dist >= 0) s += ", cos_dist <= " + fmt_num(max_cos_dist);
   if (max_nmse >= 0) s += ", nmse <= " + fmt_num(max_nmse);

@@ -74,6 +74,9 @@ struct Variant {
   std::function<std::unique_ptr<Runner>(const Case&, Io&)> prepare;
   // Tolerance per output name; "*" is the default for outputs not named.
   std::map<std::string, Tolerance> tolerances;
+  // Non-empty: why this variant is not trusted yet (a kernel no GPU bundle has shown passing);
+  // `dsv3 list` and the bundle's variant rows carry it.
+  std::string experimental;
   const Tolerance& tolerance_for(const std::string& output) const;
 };
 

@@ -3,6 +3,7 @@
 // be, and bad input is named (the FP64 layer's tests: mla_layer_test.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>

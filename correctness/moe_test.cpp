@@ -167,7 +167,7 @@ TEST(MoeLayer, CublasPathBoundCoversItsArithmetic) {
       for (int64_t c = 0; c < d; ++c) {
         const double got = bf16_to_f32(f32_to_bf16(acc[static_cast<std::size_t>(c)] + shared[static_cast<std::size_t>(c)]));
         const double want = ref[0].get(t * d + c), b = bound.get(t * d + c);
-        const double allowed = 1.01 * b + 1.01 * 0x1p-8 * std::fabs(want);
+        const double allowed = 1.01 * b + 1.01 * 0x1p-7 * std::fabs(want);  // moe/cublas_bf16's tolerance
         ASSERT_LE(std::fabs(got - want), allowed) << model << " t " << t << " c " << c << " bound " << b;
         if (allowed > 0) worst = std::max(worst, std::fabs(got - want) / allowed);
       }

@@ -129,6 +129,53 @@ std::vector<Tensor> make_inputs(const Params& p) {
   return in;
 }
 
+namespace {
+double round_up_f32(double x) {
+  const auto f = static_cast<float>(x);
+  return static_cast<double>(f) >= x ? f : std::nextafter(f, std::numeric_limits<float>::infinity());
+}
+}  // namespace
+
+double out_error_scale(double magnitude, double score_magnitude, double visible) {
+  return round_up_f32(magnitude * (1 + score_magnitude / 256 + visible / 131072));
+}
+double lse_error_scale(double score_magnitude, double visible) { return round_up_f32(score_magnitude + visible / 1024 + 1); }
+
+std::map<std::string, Tolerance> fp32_score_decode_tolerances() {
+  // out, per element against the FP64 reference, with mag = sum_j p_j |v_j| / sum_j p_j (the
+  // magnitude), M = the row's score magnitude scale * sum_i |q_i k_i| and n its visible keys:
+  //   2^-8 mag          P rounded to BF16 before P V (BF16's unit roundoff; the numerator only: l
+  //                     sums the FP32 p)
+  //   2.6e-5 M mag      scores from FP32 tensor-core accumulation of 576 products (36 steps of 16,
+  //                     at most 3 truncations of 2^-23 each: |ds| <= 108 * 2^-23 M) move the
+  //                     normalised weights by <= 2 |ds|
+  //   n 2^-24.3 mag     P V accumulated in FP32: n / 16 steps, 3 truncations of 2^-23 each, and the
+  //                     per-page rescales (n / 64 roundings of 2^-24)
+  //   1e-6 mag          the split merge (exp, FMA) and 1 / l: a few roundings
+  // eps 2^-7 on bound_fp32_scores:out = mag (1 + M / 256 + n / 131072) covers each term
+  // (2^-7 >= 2^-8 + 1e-6; 2^-7 / 256 >= 2.6e-5; 2^-7 / 131072 = 2^-24 >= 2^-24.3). Both sides round
+  // out to BF16 once, each by up to 2^-8 of the value: two adjacent BF16 values apart, 2^-7 |ref|
+  // (with a margin for |ref| against the exact value).
+  Tolerance out = Tolerance::bounded_by(
+      0x1p-7, 0x1p-7 * 1.01, false,
+      "P to BF16 (2^-8 mag), FP32 tensor-core scores (2 * 108 * 2^-23 * M mag), FP32 P V over n keys (n 2^-24.3 mag) "
+      "within 2^-7 of mag (1 + M/256 + n/131072) (reference/mla.hpp out_error_scale); both sides round out to BF16 "
+      "(2^-8 each: 2^-7 |ref|)");
+  out.magnitude_aid = "bound_fp32_scores:out";
+  out.max_cos_dist = 5e-6;  // FlashMLA's test threshold (v3-facts §9.2)
+  // lse = max + log(l): |dlse| <= max |ds| + |dl| / l. Scores err by <= 108 * 2^-23 M (above); the
+  // FP32 running sum of n visible exp(s - max) <= 1 terms by <= (9 n / 64 + 300) 2^-24 relative
+  // (per lane 8 adds and a rescale per page, the quad, the warp pair, <= 132 splits). eps 2^-15 on
+  // bound_fp32_scores:lse = M + n / 1024 + 1 (reference/mla.hpp lse_error_scale) covers both;
+  // rtol 2^-22: both sides round lse to FP32, log in FP32.
+  Tolerance lse = Tolerance::bounded_by(
+      0x1p-15, 0x1p-22, false,
+      "FP32 scores (108 * 2^-23 M) and the FP32 running sum of exp ((9n/64 + 300) 2^-24) within 2^-15 of M + n/1024 + 1 "
+      "(reference/mla.hpp lse_error_scale); both sides round lse to FP32 (2^-22 |ref|)");
+  lse.magnitude_aid = "bound_fp32_scores:lse";
+  return {{"out", out}, {"lse", lse}};
+}
+
 void validate_decode_inputs(const Params& p, const std::vector<Tensor>& in) {
   const auto table = in[2].span<const int32_t>();
   const auto lens = in[3].span<const int32_t>();
@@ -165,6 +212,7 @@ void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs
   const auto table = in[2].span<const int32_t>();
   const auto lens = in[3].span<const int32_t>();
   const int64_t width = in[2].dim(1), tb = token_bytes(p.cache), rows = p.s_q * p.heads;
+  const bool track = !out.magnitude.empty();
   parallel_for(p.batch, [&](int64_t b0, int64_t b1) {
     MatD q(rows, kQk), k(kPage, kQk);
     for (int64_t b = b0; b < b1; ++b) {
@@ -172,7 +220,8 @@ void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs
         for (int64_t h = 0; h < p.heads; ++h)
           for (int64_t e = 0; e < kQk; ++e) q(i * p.heads + h, e) = in[0].get(((b * p.s_q + i) * p.heads + h) * kQk + e);
       const int64_t len = lens[static_cast<std::size_t>(b)];
-      detail::Softmax sm(rows, kLatent, !out.magnitude.empty());
+      detail::Softmax sm(rows, kLatent, track);
+      Eigen::VectorXd score_mag = Eigen::VectorXd::Zero(rows);
       for (int64_t page = 0; page * kPage < len; ++page) {
         const int64_t n = std::min(kPage, len - page * kPage);
         const uint8_t* base = cache + table[static_cast<std::size_t>(b * width + page)] * kPage * tb;
@@ -181,17 +230,28 @@ void decode_reference(const Params& p, const std::vector<Tensor>& in, F64Outputs
           else k.row(j).setZero();  // never read: the page's tail is poisoned
         }
         MatD s = (q * k.transpose()) * scale;
+        const MatD s_abs = track ? MatD((q.cwiseAbs() * k.cwiseAbs().transpose()) * scale) : MatD();
         for (int64_t i = 0; i < p.s_q; ++i) {
           const int64_t last = len - p.s_q + i;  // last visible position of query i
           for (int64_t j = 0; j < kPage; ++j)
-            if (j >= n || page * kPage + j > last) s.block(i * p.heads, j, p.heads, 1).setConstant(-std::numeric_limits<double>::infinity());
+            if (j >= n || page * kPage + j > last) {
+              s.block(i * p.heads, j, p.heads, 1).setConstant(-std::numeric_limits<double>::infinity());
+            } else if (track) {
+              for (int64_t h = 0; h < p.heads; ++h)
+                score_mag(i * p.heads + h) = std::max(score_mag(i * p.heads + h), s_abs(i * p.heads + h, j));
+            }
         }
         sm.add(s, k.leftCols(kLatent));
       }
       for (int64_t i = 0; i < p.s_q; ++i)
-        for (int64_t h = 0; h < p.heads; ++h)
-          finish(sm, i * p.heads + h, out, static_cast<std::size_t>(((b * p.s_q + i) * p.heads + h) * kLatent),
-                    static_cast<std::size_t>((b * p.heads + h) * p.s_q + i));
+        for (int64_t h = 0; h < p.heads; ++h) {
+          const auto lse_at = static_cast<std::size_t>((b * p.heads + h) * p.s_q + i);
+          finish(sm, i * p.heads + h, out, static_cast<std::size_t>(((b * p.s_q + i) * p.heads + h) * kLatent), lse_at);
+          if (track) {
+            out.score_magnitude[lse_at] = score_mag(i * p.heads + h);
+            out.visible[lse_at] = static_cast<double>(std::max<int64_t>(len - p.s_q + i + 1, 0));
+          }
+        }
     }
   });
 }
@@ -231,8 +291,14 @@ F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in, boo
   const std::vector<TensorSpec> outs = output_specs(p);
   F64Outputs out;
   out.out.assign(static_cast<std::size_t>(shape_numel(outs[0].shape)), 0.0);
-  if (magnitude) out.magnitude.assign(out.out.size(), 0.0);
   out.lse.assign(static_cast<std::size_t>(shape_numel(outs[1].shape)), 0.0);
+  if (magnitude) {
+    out.magnitude.assign(out.out.size(), 0.0);
+    if (p.op == Op::decode) {
+      out.score_magnitude.assign(out.lse.size(), 0.0);
+      out.visible.assign(out.lse.size(), 0.0);
+    }
+  }
   if (p.op == Op::prefill) {
     require_tensors(in, input_specs(p), "mla/ref inputs");
     prefill_reference(p, in, out);

@@ -28,11 +28,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/compare.hpp"
 #include "core/fill.hpp"
 #include "core/tensor.hpp"
 
@@ -81,11 +83,30 @@ std::vector<Tensor> make_inputs(const Params& p);
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
 // The same before the final roundings: out and lse in FP64, laid out as the outputs; with
 // `magnitude`, also sum_j p_j |v_j| per output element (what a kernel's rounding of p to BF16
-// can move out by, times 2^-9: the bound behind the CUDA variants' tolerances).
+// can move out by, times 2^-8: the bound behind the CUDA variants' tolerances) and, laid out as
+// lse, the two scales of a kernel's LSE error: score_magnitude = max over the row's visible keys
+// of scale * sum_i |q_i k_i| (an FP32 dot product of 576 terms errs by a multiple of it) and
+// visible = the number of keys the row sees (the FP32 running sum of exp(s - max) errs by a
+// multiple of it, relative).
 struct F64Outputs {
-  std::vector<double> out, lse, magnitude;
+  std::vector<double> out, lse, magnitude, score_magnitude, visible;
 };
 F64Outputs run_reference_f64(const Params& p, const std::vector<Tensor>& in, bool magnitude = false);
+// The scales a decode kernel with FP32 scores and an FP32 running sum errs by (check aids
+// bound_fp32_scores:out and :lse of decode cases; optimized/mla_decode.cu derives its eps from
+// them), rounded up to FP32:
+//   out: magnitude * (1 + M / 256 + n / 131072)   the rounding of p moves out by a multiple of
+//        sum p|v| (magnitude); a score error ds moves the normalised weights by <= 2 |ds|, with
+//        |ds| a multiple of the row's score magnitude M; the FP32 accumulation of p v over the n
+//        visible keys errs by a multiple of n times the magnitude
+//   lse: M + n / 1024 + 1            lse errs by max |ds| (a multiple of M) plus the relative
+//        error of the running sum over the n visible keys (a multiple of n, plus a constant)
+double out_error_scale(double magnitude, double score_magnitude, double visible);
+double lse_error_scale(double score_magnitude, double visible);
+// The tolerances of a decode kernel with that arithmetic (BF16 tensor-core products with FP32
+// accumulation, FP32 softmax, P rounded to BF16, FP32 split merge): out and lse, each bounded by
+// eps times the aid above, with the derivation (optimized/mla_decode.cu uses them).
+std::map<std::string, Tolerance> fp32_score_decode_tolerances();
 void validate_decode_inputs(const Params& p, const std::vector<Tensor>& in);
 
 double flops(const Params& p);  // FlashMLA's count (decode) / causal naive count (prefill)

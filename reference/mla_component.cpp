@@ -81,11 +81,29 @@ void register_component() {
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
   c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) {
     // sum_j p_j |v_j| per output element: the scale of what rounding p moves (reference/mla.hpp).
-    const F64Outputs f = run_reference_f64(k.as<Params>(), in, true);
-    Tensor mag("magnitude:out", DType::f32, output_specs(k.as<Params>())[0].shape);
-    auto m = mag.span<float>();
+    const Params& p = k.as<Params>();
+    const F64Outputs f = run_reference_f64(p, in, true);
+    std::vector<Tensor> aids;
+    const std::vector<TensorSpec> outs = output_specs(p);
+    aids.emplace_back("magnitude:out", DType::f32, outs[0].shape);
+    auto m = aids.back().span<float>();
     for (std::size_t i = 0; i < m.size(); ++i) m[i] = static_cast<float>(f.magnitude[i]);
-    return std::vector<Tensor>{std::move(mag)};
+    if (p.op == Op::decode) {  // the error scales of a decode kernel with FP32 scores (reference/mla.hpp)
+      aids.emplace_back("bound_fp32_scores:out", DType::f32, outs[0].shape);
+      auto o = aids.back().span<float>();
+      for (int64_t b = 0; b < p.batch; ++b)
+        for (int64_t i = 0; i < p.s_q; ++i)
+          for (int64_t h = 0; h < p.heads; ++h) {
+            const auto row = static_cast<std::size_t>((b * p.heads + h) * p.s_q + i);
+            const auto at = static_cast<std::size_t>(((b * p.s_q + i) * p.heads + h) * kLatent);
+            for (std::size_t e = 0; e < static_cast<std::size_t>(kLatent); ++e)
+              o[at + e] = static_cast<float>(out_error_scale(f.magnitude[at + e], f.score_magnitude[row], f.visible[row]));
+          }
+      aids.emplace_back("bound_fp32_scores:lse", DType::f32, outs[1].shape);
+      auto l = aids.back().span<float>();
+      for (std::size_t i = 0; i < l.size(); ++i) l[i] = static_cast<float>(lse_error_scale(f.score_magnitude[i], f.visible[i]));
+    }
+    return aids;
   };
   c.study = [](bool quick) {
     return nlohmann::json{{"kv_cache", kv_cache_study_rows(quick)}, {"mla_cache_error", cache_error_study(quick)},

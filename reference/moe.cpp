@@ -253,11 +253,11 @@ std::pair<MatD, MatD> branch_bound(const MatD& h, const Tensor& w1, const Tensor
     const double dsilu = sig * (1 + x1 * (1 - sig));
     a.data()[i] = silu * x3;
     da.data()[i] = std::fabs(dsilu) * std::fabs(x3) * gd * s1.data()[i] + std::fabs(silu) * gd * s3.data()[i] +
-                   (0x1p-9 + 8 * u) * std::fabs(a.data()[i]);
+                   (0x1p-8 + 8 * u) * std::fabs(a.data()[i]);
   }
   const MatD w2abs = W2.cwiseAbs().transpose();
   const MatD m = a.cwiseAbs() * w2abs, dm = da * w2abs;
-  const MatD dout = dm + gi * m + 0x1p-9 * (m + dm);
+  const MatD dout = dm + gi * m + 0x1p-8 * (m + dm);
   return {dout, m};
 }
 

@@ -84,11 +84,11 @@ LayerRouting layer_routing(const Params& p, const std::vector<Tensor>& in);
 // from the reference's exact FP64 intermediates (reference/moe.cpp). Per branch b (each
 // routed choice with its BF16 weight g, and the shared expert with g = 1), hidden unit i and output c:
 //   h1, h3 = w1 x, w3 x; S1, S3 = |w1| |x|, |w3| |x|; a = silu(h1) h3
-//   da_i  = |silu'(h1)| |h3| g_d S1 + |silu(h1)| g_d S3 + (2^-9 + 8 u) |a|   FP32 GEMMs over dim
+//   da_i  = |silu'(h1)| |h3| g_d S1 + |silu(h1)| g_d S3 + (2^-8 + 8 u) |a|   FP32 GEMMs over dim
 //           (g_d = 2 dim u, u = 2^-24, twice the sequential bound for any summation order), the
-//           FP32 SiLU (8 u) and the BF16 rounding of a (2^-9)
+//           FP32 SiLU (8 u) and the BF16 rounding of a (2^-8, BF16's unit roundoff)
 //   M_c   = sum_i |w2_ci| |a_i|,  D_c = sum_i |w2_ci| da_i
-//   do_c  = D_c + g_I M_c + 2^-9 (M_c + D_c)                FP32 GEMM over I, BF16 rounding of o
+//   do_c  = D_c + g_I M_c + 2^-8 (M_c + D_c)                FP32 GEMM over I, BF16 rounding of o
 //   B_c   = sum_b |g_b| do_c + (k + 1) u sum_b |g_b| M_c     the FP32 combine of k + 1 terms
 Tensor layer_error_bound(const Params& p, const std::vector<Tensor>& in);
 

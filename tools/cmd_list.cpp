@@ -27,6 +27,7 @@ void add_list(CLI::App& app) {
         if (v->backend == Backend::cuda && !cuda_presence().available)
           std::cout << "  (cannot run here: " << cuda_presence().reason << ")";
         std::cout << "\n";
+        if (!v->experimental.empty()) std::cout << "      EXPERIMENTAL: " << v->experimental << "\n";
         for (const auto& [out, tol] : v->tolerances)
           std::cout << "      tolerance " << out << ": " << tol.describe() << " - " << tol.reason << "\n";
       }
