@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run ON the lent GPU machine, in one device call (see scripts/device-prepare.sh):
 #   builds with the carried .deps for sm_90a, runs every gpu-labelled test (one process:
-#   seconds, where one ctest process per test takes minutes), then `dsv3 run --resume` into
+#   seconds, where one ctest process per test takes minutes) and compute-sanitizer's memcheck and
+#   racecheck on a few cases of the own kernels (where the tool exists), then `dsv3 run --resume` into
 #   results/<date>_<gpu>/ of the tree, and packs the test logs and that folder into
 #   $OUT/device-results.tar.gz. Unpack it over the checkout here; when the run was cut short
 #   (DSV3_RUN_SECONDS or the call's limit), the next call ships the partial bundle back with the
@@ -32,6 +33,24 @@ if [ "$mode" != run ]; then
   gpu_rc=$?
   grep -E "^\[==========\] .* ran|^\[  PASSED|^\[  FAILED|^\[  SKIPPED \] [0-9]" "$out/pack/gpu-tests.log"
   grep -E "^\[  FAILED  \] [A-Za-z]" "$out/pack/gpu-tests.log" | head -20
+  # The own kernels under compute-sanitizer (memcheck, racecheck) on a few small cases: split and
+  # unsplit sequences, both cache formats, s_q 2 with a head slice. Logs beside the test log.
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+  if [ -n "$san" ]; then
+    cases='GpuCheck_mla_decode.decode_b_1_sq_1_h_128_bf16_lens_300_normal'
+    cases+=':GpuCheck_mla_decode.decode_b_8_sq_2_h_64_fp8_lens_0_1_63_64_65_130_200_257_normal'
+    cases+=':GpuCheck_mla_decode.decode_b_1_sq_2_h_128_bf16_lens_65_normal'
+    for tool in memcheck racecheck; do
+      "$san" --tool "$tool" --error-exitcode 3 build-device/dsv3_tests --gtest_filter="$cases" \
+        > "$out/pack/sanitizer-$tool.log" 2>&1
+      rc=$?
+      echo "device-run: compute-sanitizer $tool rc=$rc ($(grep -cE '^\[       OK' "$out/pack/sanitizer-$tool.log") tests ok;" \
+           "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/pack/sanitizer-$tool.log" | tail -1))"
+      [ "$rc" = 0 ] || gpu_rc=1
+    done
+  else
+    echo "device-run: no compute-sanitizer on this machine; memcheck/racecheck not run"
+  fi
 fi
 if [ "$mode" != test ]; then
   slug=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g; s/-$//')
@@ -44,7 +63,9 @@ if [ "$mode" != test ]; then
   tail -30 "$out/pack/run.log"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bundle phases:', d['completed_phases'])" \
     "$dir/bundle.json" 2>/dev/null
-  for f in gpu-tests.log run.log nvidia-smi.txt; do [ -f "$out/pack/$f" ] && cp "$out/pack/$f" "$dir/"; done
+  for f in gpu-tests.log run.log nvidia-smi.txt sanitizer-memcheck.log sanitizer-racecheck.log; do
+    [ -f "$out/pack/$f" ] && cp "$out/pack/$f" "$dir/"
+  done
   tar -czf "$out/device-results.tar.gz" "$dir"
 fi
 [ "$mode" = test ] && tar -C "$out/pack" -czf "$out/device-results.tar.gz" .
