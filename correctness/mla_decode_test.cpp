@@ -23,12 +23,7 @@ namespace dsv3::mla {
 namespace {
 
 Params decode(std::vector<int64_t> lens, int64_t s_q = 1, int64_t heads = 16, CacheFmt f = CacheFmt::bf16) {
-  Params p;
-  p.op = Op::decode;
-  p.batch = static_cast<int64_t>(lens.size());
-  p.lens = std::move(lens);
-  p.s_q = s_q; p.heads = heads; p.cache = f;
-  return p;
+  return decode_params(std::move(lens), s_q, heads, f);
 }
 
 constexpr float kInf = std::numeric_limits<float>::infinity();

@@ -23,6 +23,18 @@ std::string_view cache_fmt_name(CacheFmt f) { return f == CacheFmt::bf16 ? "bf16
 std::string_view op_name(Op o) { return o == Op::decode ? "decode" : "prefill"; }
 double v3_softmax_scale() { return rope::softmax_scale(kHeadQk, rope::Yarn{}); }
 
+Params decode_params(std::vector<int64_t> lens, int64_t s_q, int64_t heads, CacheFmt fmt, Dist dist) {
+  Params p;
+  p.op = Op::decode;
+  p.batch = static_cast<int64_t>(lens.size());
+  p.lens = std::move(lens);
+  p.s_q = s_q;
+  p.heads = heads;
+  p.cache = fmt;
+  p.dist = dist;
+  return p;
+}
+
 std::string Params::to_string() const {
   std::ostringstream os;
   os << op_name(op) << " b=" << batch << (op == Op::decode ? " sq=" : " s=") << s_q << " h=" << heads;

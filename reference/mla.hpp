@@ -73,6 +73,8 @@ struct Params {
 };
 
 std::string_view op_name(Op o);
+// A decode case over the given sequence lengths (batch = their count).
+Params decode_params(std::vector<int64_t> lens, int64_t s_q, int64_t heads, CacheFmt fmt, Dist dist = Dist::normal);
 
 std::vector<TensorSpec> input_specs(const Params& p);
 std::vector<TensorSpec> output_specs(const Params& p);

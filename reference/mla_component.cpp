@@ -13,12 +13,7 @@ namespace dsv3::mla {
 namespace {
 
 Case decode_case(std::vector<int64_t> lens, int64_t s_q, int64_t heads, CacheFmt fmt, Dist d = Dist::normal) {
-  Params p;
-  p.op = Op::decode;
-  p.batch = static_cast<int64_t>(lens.size());
-  p.lens = std::move(lens);
-  p.s_q = s_q; p.heads = heads; p.cache = fmt; p.dist = d;
-  return make_case(p);
+  return make_case(decode_params(std::move(lens), s_q, heads, fmt, d));
 }
 
 std::vector<Case> eval_cases() {

@@ -25,6 +25,17 @@ cmake -S . -B build-device "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DDSV3_BUNDLED
   || { tail -40 "$out/pack/configure.log"; exit 1; }
 cmake --build build-device -j "$(nproc)" > "$out/pack/build.log" 2>&1 || { tail -60 "$out/pack/build.log"; exit 1; }
 echo "device-run: built"
+# The SASS instruction mix of the own kernels (tensor-core and copy instructions), for their docs.
+objdump_bin=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
+if [ -n "$objdump_bin" ]; then
+  for obj in build-device/CMakeFiles/dsv3_optimized.dir/optimized/mla_decode.cu.o; do
+    [ -f "$obj" ] || continue
+    echo "== $obj" >> "$out/pack/sass-mix.txt"
+    "$objdump_bin" -sass "$obj" | grep -oE '(HMMA|HGMMA|QGMMA|LDSM|LDGSTS|UTMALDG|SYNCS)[.A-Z0-9_]*' | sort | uniq -c \
+      >> "$out/pack/sass-mix.txt"
+  done
+  cat "$out/pack/sass-mix.txt" 2>/dev/null
+fi
 gpu_rc=0 run_rc=0
 if [ "$mode" != run ]; then
   # ctest -L gpu selects the tests named Gpu* (CMakeLists.txt): the same filter, in one process.
@@ -63,7 +74,7 @@ if [ "$mode" != test ]; then
   tail -30 "$out/pack/run.log"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bundle phases:', d['completed_phases'])" \
     "$dir/bundle.json" 2>/dev/null
-  for f in gpu-tests.log run.log nvidia-smi.txt sanitizer-memcheck.log sanitizer-racecheck.log; do
+  for f in gpu-tests.log run.log nvidia-smi.txt sanitizer-memcheck.log sanitizer-racecheck.log sass-mix.txt; do
     [ -f "$out/pack/$f" ] && cp "$out/pack/$f" "$dir/"
   done
   tar -czf "$out/device-results.tar.gz" "$dir"
