@@ -75,7 +75,7 @@ struct Variant {
   // Tolerance per output name; "*" is the default for outputs not named.
   std::map<std::string, Tolerance> tolerances;
   // Non-empty: why this variant is not trusted yet (a kernel no GPU bundle has shown passing);
-  // `dsv3 list` and the bundle's variant rows carry it.
+  // `dsv3 list` prints it.
   std::string experimental;
   const Tolerance& tolerance_for(const std::string& output) const;
 };
