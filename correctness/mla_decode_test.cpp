@@ -137,12 +137,6 @@ std::vector<Tensor> emulate_decode_kernel(const Params& p, const std::vector<Ten
   return out;
 }
 
-const Tensor& aid(const std::vector<Tensor>& aids, const std::string& name) {
-  for (const Tensor& t : aids)
-    if (t.name() == name) return t;
-  throw std::runtime_error("no aid " + name);
-}
-
 // The largest |got - ref| / (eps * aid + rtol * |ref|) (equal values, infinities included, give 0).
 double bound_ratio(const Tensor& got, const Tensor& ref, const Tolerance& tol, const Tensor& scale) {
   double worst = 0;
@@ -262,7 +256,7 @@ TEST(MlaDecodeEmulation, KernelArithmeticStaysWithinItsTolerance) {
     for (const char* name : {"out", "lse"}) {
       const std::size_t i = std::string(name) == "out" ? 0 : 1;
       const Tolerance& tol = tols.at(name);
-      const Tensor& scale = aid(aids, tol.magnitude_aid);
+      const Tensor& scale = tensor_named(aids, tol.magnitude_aid, "mla check aid");
       const CompareReport rep = compare_tensors(got[i], ref[i], tol, &scale);
       EXPECT_TRUE(rep.pass) << c.id << " " << name << ": " << rep.message;
       double& worst = i == 0 ? worst_out : worst_lse;

@@ -96,6 +96,17 @@ ComputeTerm term_from_points(std::string what, const std::string& variant, const
   return t;
 }
 
+PointsByKey points_by_key(const std::vector<BenchRow>& rows, const std::string& component, const std::regex& re, int key_group,
+                          int x_group) {
+  PointsByKey out;
+  for (const BenchRow& b : rows) {
+    std::smatch m;
+    if (b.component == component && std::regex_match(b.kase, m, re))
+      out[b.variant][std::stoll(m[key_group])][std::stod(m[x_group])] = {b.us, component + "/" + b.variant + "/" + b.kase};
+  }
+  return out;
+}
+
 GemmPoints fp8_gemm_dense_points(const std::vector<BenchRow>& rows) {
   static const std::regex gemm_re(R"(^dense m=(\d+) n=(\d+) k=(\d+) f32 out=bf16\b.*)");
   GemmPoints gemm;

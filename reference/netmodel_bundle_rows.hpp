@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +51,12 @@ struct ComputeTerm {
 };
 ComputeTerm term_from_points(std::string what, const std::string& variant, const Points& pts, double wanted, const char* axis,
                              double exponent = 1);
+
+// Rows of `component` whose case matches `re`: variant -> the integer in capture group `key_group`
+// -> points over the number in group `x_group` (e.g. mla decode rows by cache length, over batch).
+using PointsByKey = std::map<std::string, std::map<int64_t, Points>>;
+PointsByKey points_by_key(const std::vector<BenchRow>& rows, const std::string& component, const std::regex& re, int key_group,
+                          int x_group);
 
 // Dense block-scaled FP8 GEMM rows ("dense m=M n=N k=K f32 out=bf16 ...", per-tensor twins left
 // out): variant -> (n, k) -> points over m; fp8_gemm_prefer: V3's recipe (cuBLASLt block-scaled),

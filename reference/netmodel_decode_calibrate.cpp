@@ -20,12 +20,7 @@ ComputeCalibration calibrate_compute(const nlohmann::json& bundle, const std::st
 
   // Attention: mla decode rows "decode b=B sq=1 h=128 bf16 len~L ..." per variant, by length.
   static const std::regex mla_re(R"(^decode b=(\d+) sq=1 h=128 bf16 len~(\d+)\b.*)");
-  std::map<std::string, std::map<int64_t, Points>> mla;  // variant -> len -> b
-  for (const BenchRow& b : rows) {
-    std::smatch m;
-    if (b.component == "mla" && std::regex_match(b.kase, m, mla_re))
-      mla[b.variant][std::stoll(m[2])][std::stod(m[1])] = {b.us, "mla/" + b.variant + "/" + b.kase};
-  }
+  PointsByKey mla = points_by_key(rows, "mla", mla_re, 2, 1);  // variant -> len -> b
   if (mla.empty())
     throw InputError(path + ": no mla decode benchmark rows with s_q 1, 128 heads and the BF16 cache (\"decode b=B sq=1 h=128 bf16 "
                      "len~L\"); run `dsv3 bench mla` or `dsv3 run` first");

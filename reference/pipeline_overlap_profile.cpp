@@ -134,7 +134,6 @@ OverlapProfile overlap_from_profile(const ModelConfig& m, const HardwareProfile&
 
 OverlapProfile with_measured_compute(const OverlapProfile& modelled, const ModelConfig& m, const nlohmann::json& bundle,
                                      const std::string& path) {
-  using netmodel::Points;
   if (m.id != modelled.model) throw std::logic_error("pipeline-overlap: model " + m.id + " is not the profile's " + modelled.model);
   const OverlapWorkload& w = modelled.work;
   OverlapProfile p = modelled;
@@ -147,12 +146,7 @@ OverlapProfile with_measured_compute(const OverlapProfile& modelled, const Model
   };
 
   static const std::regex prefill_re(R"(^prefill b=1 s=(\d+) h=(\d+)\b.*)");
-  std::map<std::string, std::map<int64_t, Points>> mla;  // variant -> heads -> s
-  for (const auto& b : rows) {
-    std::smatch x;
-    if (b.component == "mla" && std::regex_match(b.kase, x, prefill_re))
-      mla[b.variant][std::stoll(x[2])][std::stod(x[1])] = {b.us, "mla/" + b.variant + "/" + b.kase};
-  }
+  const netmodel::PointsByKey mla = netmodel::points_by_key(rows, "mla", prefill_re, 2, 1);  // variant -> heads -> s
   const auto [v_mla, pts_mla] = netmodel::pick_variant(mla, {"cublas_prefill"}, m.n_heads);
   if (v_mla.empty())
     throw InputError(path + ": no mla prefill benchmark rows \"prefill b=1 s=S h=" + std::to_string(m.n_heads) +
