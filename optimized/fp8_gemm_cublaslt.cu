@@ -363,15 +363,7 @@ Variant lt_variant(const std::string& name, Baseline kind, const std::string& de
   return v;
 }
 
-// Tolerance reasons (docs/fp8-gemm.md derives them).
-// The two outputs' bf16 roundings: |bf16(x) - bf16(y)| <= |x - y| + 2^-8 (|x| + |y|) (BF16's unit
-// roundoff 2^-8 on each side: two adjacent BF16 values apart), so 2^-7 |ref| with |x| ~ |y|.
-constexpr double kRtolOut = 0x1p-7;
-// Tensor cores sum each 128-wide group in 4 steps of 32 products; each step aligns at most 33
-// terms (the running sum included) to the largest and keeps >= 13 fraction bits (ISCA §3.1.1), so
-// a group's error is below 4 * 33 * 2^-13 of its sum of |a_k b_k|; the FP32 scale steps add
-// (Kb + 2) * 2^-24 <= 2^-16 of it.
-constexpr double kEpsFp8 = 132.0 / 8192.0 + 0x1p-16;
+// Tolerance reasons (docs/fp8-gemm.md derives them; kRtolOut and kEpsFp8: reference/fp8_gemm.hpp).
 // BF16 path: each dequantized operand rounded to bf16 (2^-8 relative each, 2^-7 per product),
 // then FP32 tensor-core accumulation over all of K (assumed >= 20 bits kept per 16-wide step:
 // K/16 * 17 * 2^-20 <= 2^-3.9 for K = 16384 is too loose to be useful, so the bound assumes the
@@ -381,9 +373,14 @@ constexpr double kEpsBf16 = 0x1p-7 + 0x1p-14;
 }  // namespace
 }  // namespace dsv3::fp8gemm
 
+namespace dsv3::fp8gemm {
+void register_wgmma_cuda();  // optimized/fp8_gemm_wgmma.cu
+}
+
 void dsv3_register_fp8_gemm_cuda() {
   using namespace dsv3;
   using namespace dsv3::fp8gemm;
+  register_wgmma_cuda();
   Variant block = lt_variant("cublaslt_block", Baseline::block_scaled,
                              "cuBLASLt FP8, A VEC128_32F + B BLK128x128_32F scales (DeepSeek's recipe), one call per group");
   block.tolerances["*"] = Tolerance::bounded_by(

@@ -133,6 +133,17 @@ std::vector<double> f64_original(const Params& p, const Originals& o);
 // per group (u8 mask "exact:d"; small_ints cases only).
 std::vector<Tensor> check_aids(const Params& p, const std::vector<Tensor>& in);
 
+// Tolerance terms of the tensor-core variants (docs/fp8-gemm.md derives them), shared by the
+// cuBLASLt baselines and the own kernel.
+// The two outputs' bf16 roundings: |bf16(x) - bf16(y)| <= |x - y| + 2^-8 (|x| + |y|) (BF16's unit
+// roundoff 2^-8 on each side: two adjacent BF16 values apart), so 2^-7 |ref| with |x| ~ |y|.
+constexpr double kRtolOut = 0x1p-7;
+// Tensor cores sum each 128-wide group in 4 steps of 32 products; each step aligns at most 33
+// terms (the running sum included) to the largest and keeps >= 13 fraction bits (ISCA §3.1.1), so
+// a group's error is below 4 * 33 * 2^-13 of its sum of |a_k b_k|; the FP32 scale steps add
+// (Kb + 2) * 2^-24 <= 2^-16 of it.
+constexpr double kEpsFp8 = 132.0 / 8192.0 + 0x1p-16;
+
 // Multiplies the rate counters: 2 * valid_rows * N * K.
 double flops(const Params& p);
 // Fewest bytes: A and its scales (valid rows), B and its scales (every group), D (and C) once.

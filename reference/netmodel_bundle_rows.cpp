@@ -119,7 +119,7 @@ GemmPoints fp8_gemm_dense_points(const std::vector<BenchRow>& rows) {
 }
 
 const std::vector<std::string>& fp8_gemm_prefer() {
-  static const std::vector<std::string> prefer = {"cublaslt_block", "cuda_wgmma"};
+  static const std::vector<std::string> prefer = {"cublaslt_block", "wgmma"};
   return prefer;
 }
 

@@ -28,7 +28,7 @@ echo "device-run: built"
 # The SASS instruction mix of the own kernels (tensor-core and copy instructions), for their docs.
 objdump_bin=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
 if [ -n "$objdump_bin" ]; then
-  for obj in build-device/CMakeFiles/dsv3_optimized.dir/optimized/mla_decode.cu.o; do
+  for obj in build-device/CMakeFiles/dsv3_optimized.dir/optimized/{mla_decode,fp8_gemm_wgmma}.cu.o; do
     [ -f "$obj" ] || continue
     echo "== $obj" >> "$out/pack/sass-mix.txt"
     "$objdump_bin" -sass "$obj" | grep -oE '(HMMA|HGMMA|QGMMA|LDSM|LDGSTS|UTMALDG|SYNCS)[.A-Z0-9_]*' | sort | uniq -c \
@@ -44,13 +44,17 @@ if [ "$mode" != run ]; then
   gpu_rc=$?
   grep -E "^\[==========\] .* ran|^\[  PASSED|^\[  FAILED|^\[  SKIPPED \] [0-9]" "$out/pack/gpu-tests.log"
   grep -E "^\[  FAILED  \] [A-Za-z]" "$out/pack/gpu-tests.log" | head -20
-  # The own kernels under compute-sanitizer (memcheck, racecheck) on a few small cases: split and
-  # unsplit sequences, both cache formats, s_q 2 with a head slice. Logs beside the test log.
+  # The own kernels under compute-sanitizer (memcheck, racecheck) on a few small cases: MLA decode
+  # with split and unsplit sequences, both cache formats, s_q 2 with a head slice; the FP8 GEMM with
+  # row and column tails, empty and padded contiguous groups, masked groups. Logs beside the test log.
   san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
   if [ -n "$san" ]; then
     cases='GpuCheck_mla_decode.decode_b_1_sq_1_h_128_bf16_lens_300_normal'
     cases+=':GpuCheck_mla_decode.decode_b_8_sq_2_h_64_fp8_lens_0_1_63_64_65_130_200_257_normal'
     cases+=':GpuCheck_mla_decode.decode_b_1_sq_2_h_128_bf16_lens_65_normal'
+    cases+=':GpuCheck_fp8_gemm_wgmma.dense_m_65_n_576_k_256_f32_out_bf16_normal'
+    cases+=':GpuCheck_fp8_gemm_wgmma.contiguous_rows_1_0_130_128_n_576_k_256_f32_out_bf16_normal'
+    cases+=':GpuCheck_fp8_gemm_wgmma.masked_cap_64_rows_64_0_1_33_n_576_k_256_f32_out_bf16_normal'
     for tool in memcheck racecheck; do
       "$san" --tool "$tool" --error-exitcode 3 build-device/dsv3_tests --gtest_filter="$cases" \
         > "$out/pack/sanitizer-$tool.log" 2>&1
