@@ -39,7 +39,9 @@
 // Versions (the llm.c-style record; figures are GPU bench rows once measured):
 //   v1  this file. Not yet run: no figures. ptxas (CUDA 13.0, sm_90a): 168 registers at entry for
 //       128 x 128 and 128 x 64 (consumers raised to 232 by setmaxnreg), 174 for 64 x 128, 110 for
-//       64 x 64; no stack, no spills; the file compiles in about 8 s (docs/fp8-gemm.md).
+//       64 x 64; no stack, no spills; the file compiles in about 8 s. SASS per K block: 1
+//       WARPGROUP.ARRIVE, 4 QGMMA.64xNx32.F32.E4M3.E4M3, 1 WARPGROUP.DEPBAR, N / 2 FFMA; UTMALDG.2D,
+//       SYNCS, USETMAXREG; no LDL/STL (docs/fp8-gemm.md).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 

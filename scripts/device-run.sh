@@ -26,16 +26,9 @@ cmake -S . -B build-device "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DDSV3_BUNDLED
 cmake --build build-device -j "$(nproc)" > "$out/pack/build.log" 2>&1 || { tail -60 "$out/pack/build.log"; exit 1; }
 echo "device-run: built"
 # The SASS instruction mix of the own kernels (tensor-core and copy instructions), for their docs.
-objdump_bin=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
-if [ -n "$objdump_bin" ]; then
-  for obj in build-device/CMakeFiles/dsv3_optimized.dir/optimized/{mla_decode,fp8_gemm_wgmma}.cu.o; do
-    [ -f "$obj" ] || continue
-    echo "== $obj" >> "$out/pack/sass-mix.txt"
-    "$objdump_bin" -sass "$obj" | grep -oE '(HMMA|HGMMA|QGMMA|LDSM|LDGSTS|UTMALDG|SYNCS)[.A-Z0-9_]*' | sort | uniq -c \
-      >> "$out/pack/sass-mix.txt"
-  done
-  cat "$out/pack/sass-mix.txt" 2>/dev/null
-fi
+bash scripts/sass-mix.sh build-device/CMakeFiles/dsv3_optimized.dir/optimized/{mla_decode,fp8_gemm_wgmma}.cu.o \
+  > "$out/pack/sass-mix.txt" 2>&1
+grep -cE 'QGMMA|HMMA' "$out/pack/sass-mix.txt" | sed 's/^/device-run: sass-mix lines with tensor-core instructions: /'
 gpu_rc=0 run_rc=0
 if [ "$mode" != run ]; then
   # ctest -L gpu selects the tests named Gpu* (CMakeLists.txt): the same filter, in one process.
@@ -66,6 +59,14 @@ if [ "$mode" != run ]; then
   else
     echo "device-run: no compute-sanitizer on this machine; memcheck/racecheck not run"
   fi
+  # NCCL all-to-all between this machine's GPUs (nccl-tests' form, data checked; built where NCCL is).
+  if [ -x build-device/dsv3_nccl_alltoall ]; then
+    build-device/dsv3_nccl_alltoall --min-bytes 8 --max-bytes 268435456 --json "$out/pack/nccl_alltoall.json" \
+      > "$out/pack/nccl-alltoall.log" 2>&1 || gpu_rc=1
+    tail -6 "$out/pack/nccl-alltoall.log"
+  else
+    echo "device-run: dsv3_nccl_alltoall not built (no NCCL in this toolkit)"
+  fi
 fi
 if [ "$mode" != test ]; then
   slug=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g; s/-$//')
@@ -78,7 +79,8 @@ if [ "$mode" != test ]; then
   tail -30 "$out/pack/run.log"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bundle phases:', d['completed_phases'])" \
     "$dir/bundle.json" 2>/dev/null
-  for f in gpu-tests.log run.log nvidia-smi.txt sanitizer-memcheck.log sanitizer-racecheck.log sass-mix.txt; do
+  for f in gpu-tests.log run.log nvidia-smi.txt sanitizer-memcheck.log sanitizer-racecheck.log sass-mix.txt \
+           nccl-alltoall.log nccl_alltoall.json; do
     [ -f "$out/pack/$f" ] && cp "$out/pack/$f" "$dir/"
   done
   tar -czf "$out/device-results.tar.gz" "$dir"

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in scripts/
@@ -279,6 +280,35 @@ def geomean(values):
 
 GEMM_PEER = "cublaslt_block"      # the ratio column's peer
 GEMM_CEILING = "cublaslt_per_tensor"  # the same shape with one scale per tensor: the dense FP8 rate
+GEMM_BF16 = "cublas_bf16"         # V3's default BF16 inference path: issue 6 asks for 1.6x of it
+
+# DeepGEMM's published H800 SXM5 TFLOPS per shape (v3-facts §9.3: the 2025-03-25 README where it
+# updated a figure, else the initial one). An H100 SXM has the same FP8 peak, so the fraction of
+# these is the anchor of an own kernel. Keys: (layout, rows per group, groups, n, k); dense rows = M.
+DEEPGEMM_H800 = {
+    ("dense", 64, 1, 2112, 7168): 206, ("dense", 64, 1, 24576, 1536): 289, ("dense", 64, 1, 32768, 512): 219,
+    ("dense", 64, 1, 7168, 16384): 336, ("dense", 64, 1, 4096, 7168): 287, ("dense", 64, 1, 7168, 2048): 295,
+    ("dense", 128, 1, 2112, 7168): 352, ("dense", 128, 1, 24576, 1536): 535, ("dense", 128, 1, 32768, 512): 358,
+    ("dense", 128, 1, 7168, 16384): 645, ("dense", 128, 1, 4096, 7168): 533, ("dense", 128, 1, 7168, 2048): 510,
+    ("dense", 4096, 1, 2112, 7168): 1009, ("dense", 4096, 1, 24576, 1536): 1125, ("dense", 4096, 1, 32768, 512): 751,
+    ("dense", 4096, 1, 7168, 16384): 1426, ("dense", 4096, 1, 4096, 7168): 1265, ("dense", 4096, 1, 7168, 2048): 1168,
+    ("contiguous", 8192, 4, 4096, 7168): 1346, ("contiguous", 8192, 4, 7168, 2048): 1214,
+    ("contiguous", 4096, 8, 4096, 7168): 1346, ("contiguous", 4096, 8, 7168, 2048): 1214,
+    ("masked", 1024, 1, 4096, 7168): 1233, ("masked", 1024, 1, 7168, 2048): 925,
+    ("masked", 512, 2, 4096, 7168): 1040, ("masked", 512, 2, 7168, 2048): 916,
+    ("masked", 256, 4, 4096, 7168): 932, ("masked", 256, 4, 7168, 2048): 815,
+}
+GEMM_SHAPE_RE = re.compile(r"^(dense|contiguous|masked) (?:cap=\d+ )?(?:m=(\d+)|rows=(\d+)(?:x(\d+))?) n=(\d+) k=(\d+) f32 ")
+
+
+def deepgemm_anchor(shape):
+    """DeepGEMM's H800 TFLOPS for a case string of this suite's fp8_gemm shapes (f32 scales), or None."""
+    m = GEMM_SHAPE_RE.match(shape)
+    if not m:
+        return None
+    layout, dense_m, rows, groups, n, k = m.groups()
+    key = (layout, int(dense_m or rows), int(groups or 1), int(n), int(k))
+    return DEEPGEMM_H800.get(key)
 
 
 def gemm_section(bundles):
@@ -291,8 +321,10 @@ def gemm_section(bundles):
             continue
         out += ["## FP8 GEMM rates" + (f" — {b['_label']}" if len(bundles) > 1 else ""), "",
                 f"Per shape (the case without its scale layout): TFLOP/s, the fraction of `{GEMM_CEILING}` on the "
-                f"same shape (the measured dense FP8 rate) and the ratio to `{GEMM_PEER}`, all from this run. "
-                "Geometric means over the shapes each variant ran; M = 4096 separately (DeepGEMM's headline shapes).", ""]
+                f"same shape (the measured dense FP8 rate), the ratios to `{GEMM_PEER}` and to `{GEMM_BF16}`, all from "
+                "this run, and the fraction of DeepGEMM's published H800 figure for the shape (v3-facts §9.3; an H100 "
+                "SXM has the same FP8 peak). Geometric means over the shapes each variant ran; M = 4096 and grouped "
+                "separately (DeepGEMM's headline shapes).", ""]
         rate = {}
         for r in rows:  # the ceiling variant runs the per_tensor twins, every other one the block-scaled cases
             if (" per_tensor" in r["case"]) != (r["variant"] == GEMM_CEILING):
@@ -301,26 +333,28 @@ def gemm_section(bundles):
             rate[(r["variant"], shape)] = finite(r["TFLOPps"])
         shapes = list(dict.fromkeys(k[1] for k in rate))
         variants = list(dict.fromkeys(k[0] for k in rate))
-        body, fracs, ratios = [], {v: [] for v in variants}, {v: [] for v in variants}
-        fracs4k, ratios4k = {v: [] for v in variants}, {v: [] for v in variants}
+        columns = ["ceiling", "peer", "bf16", "deepgemm"]
+        means = {(v, c, big): [] for v in variants for c in columns for big in (False, True)}
+        body = []
         for shape in shapes:
-            ceiling, peer = rate.get((GEMM_CEILING, shape)), rate.get((GEMM_PEER, shape))
+            against = {"ceiling": rate.get((GEMM_CEILING, shape)), "peer": rate.get((GEMM_PEER, shape)),
+                       "bf16": rate.get((GEMM_BF16, shape)), "deepgemm": deepgemm_anchor(shape)}
             big = " m=4096 " in f" {shape} " or "rows=" in shape
             for v in variants:
                 t = rate.get((v, shape))
                 if t is None:
                     continue
-                frac = t / ceiling if ceiling else None
-                ratio = t / peer if peer else None
-                fracs[v].append(frac); ratios[v].append(ratio)
-                if big:
-                    fracs4k[v].append(frac); ratios4k[v].append(ratio)
-                body.append([cell(shape), cell(v), cell(t), cell(frac), cell(ratio)])
-        out += table(["shape", "variant", "TFLOP/s", f"/ {GEMM_CEILING}", f"/ {GEMM_PEER}"], body, "FP8 GEMM rates")
-        out += table(["variant", "geomean / ceiling", "geomean / peer", "geomean / ceiling (M=4096, grouped)",
-                      "geomean / peer (M=4096, grouped)"],
-                     [[cell(v), cell(geomean(fracs[v])), cell(geomean(ratios[v])), cell(geomean(fracs4k[v])),
-                       cell(geomean(ratios4k[v]))] for v in variants])
+                r = {c: (t / against[c] if against[c] else None) for c in columns}
+                for c in columns:
+                    means[(v, c, False)].append(r[c])
+                    if big:
+                        means[(v, c, True)].append(r[c])
+                body.append([cell(shape), cell(v), cell(t)] + [cell(r[c]) for c in columns])
+        out += table(["shape", "variant", "TFLOP/s", f"/ {GEMM_CEILING}", f"/ {GEMM_PEER}", f"/ {GEMM_BF16}",
+                      "/ DeepGEMM H800"], body, "FP8 GEMM rates")
+        out += table(["variant"] + [f"geomean / {c}" for c in columns] + [f"geomean / {c} (M=4096, grouped)" for c in columns],
+                     [[cell(v)] + [cell(geomean(means[(v, c, False)])) for c in columns]
+                      + [cell(geomean(means[(v, c, True)])) for c in columns] for v in variants])
     return out
 
 
