@@ -32,17 +32,6 @@ Params dense(int64_t m, int64_t n) {
   return p;
 }
 
-tiles::Grid grid_of(const Params& p, int bm, int bn) {
-  tiles::Grid g;
-  g.layout = static_cast<int>(p.layout);
-  g.rows = p.layout == Layout::contiguous ? p.a_rows() : p.m;
-  g.n = p.n;
-  g.groups = p.groups();
-  g.block_m = bm;
-  g.block_n = bn;
-  return g;
-}
-
 // Runs the schedule as the kernel does and checks its coverage against the reference's token rows.
 void check_schedule(const Params& p, int bm, int bn) {
   SCOPED_TRACE(p.to_string() + " blocks " + std::to_string(bm) + "x" + std::to_string(bn));
@@ -52,7 +41,7 @@ void check_schedule(const Params& p, int bm, int bn) {
   for (const RowRange& r : token_rows(p, in))
     for (int64_t i = 0; i < r.rows; ++i) group_of_row[r.row0 + i] = r.g;
 
-  const tiles::Grid g = grid_of(p, bm, bn);
+  const tiles::Grid g = tiles::grid_of(p, bm, bn);
   const int64_t nblk = tiles::n_blocks(g);
   std::set<std::pair<int64_t, int64_t>> seen_tiles;
   std::map<std::pair<int64_t, int64_t>, int> covered;  // (row, n block) -> times stored
@@ -122,7 +111,7 @@ TEST(Fp8GemmTiles, BandsVisitEightRowBlocksBeforeTheNextBand) {
 }
 
 TEST(Fp8GemmTiles, BlocksFollowTheRowsAndFillTheMultiprocessors) {
-  const auto blocks = [](const Params& p) { return tiles::choose_blocks(grid_of(p, 128, 128), 132); };
+  const auto blocks = [](const Params& p) { return tiles::choose_blocks(tiles::grid_of(p, 128, 128), 132); };
   EXPECT_EQ(blocks(dense(1, 7168)).block_m, 64);     // decode: one consumer warpgroup
   EXPECT_EQ(blocks(dense(1, 7168)).block_n, 64);     // 56 tiles of 128 columns would idle 76 SMs
   EXPECT_EQ(blocks(dense(4096, 7168)).block_m, 128);

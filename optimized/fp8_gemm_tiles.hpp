@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "reference/fp8_gemm.hpp"
+
 #ifndef DSV3_HD
 #ifdef __CUDACC__
 #define DSV3_HD __host__ __device__
@@ -39,6 +41,18 @@ struct Grid {
   int64_t groups = 1;  // G (dense: 1)
   int block_m = 128, block_n = 128;
 };
+
+// The grid of a case (the host's side): rows per group as the kernel walks them.
+inline Grid grid_of(const Params& p, int block_m, int block_n) {
+  Grid g;
+  g.layout = static_cast<int>(p.layout);
+  g.rows = p.layout == Layout::contiguous ? p.a_rows() : p.m;  // masked: the capacity Mc
+  g.n = p.n;
+  g.groups = p.groups();
+  g.block_m = block_m;
+  g.block_n = block_n;
+  return g;
+}
 
 DSV3_HD inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 DSV3_HD inline int64_t m_blocks_per_group(const Grid& g) { return ceil_div(g.rows, g.block_m); }

@@ -267,13 +267,8 @@ class WgmmaRunner final : public DeviceRunner<Params> {
     if (major != 9 || minor != 0)
       throw VariantUnsupported("fp8_gemm/wgmma is built for sm_90a (wgmma, TMA); this GPU is sm_" +
                                std::to_string(major * 10 + minor));
-    a_.grid.layout = static_cast<int>(p_.layout);
-    a_.grid.rows = p_.layout == Layout::contiguous ? p_.a_rows() : p_.m;  // masked: the capacity Mc
-    a_.grid.n = p_.n;
-    a_.grid.groups = p_.groups();
-    const tiles::Blocks b = tiles::choose_blocks(a_.grid, sms);
-    a_.grid.block_m = b.block_m;
-    a_.grid.block_n = b.block_n;
+    const tiles::Blocks b = tiles::choose_blocks(tiles::grid_of(p_, 128, 128), sms);
+    a_.grid = tiles::grid_of(p_, b.block_m, b.block_n);
     smem_ = smem_for(b);
     if (optin < smem_)
       throw VariantUnsupported("fp8_gemm/wgmma needs " + std::to_string(smem_) + " B of shared memory per block; this GPU offers " +

@@ -126,8 +126,7 @@ __global__ void combine_kernel(const uint16_t* __restrict__ expert_out, const in
 std::string unsupported(const Params& p) {
   if (p.op == Op::layer) return "the layer is variant cublas_bf16 (the gate, this permutation, cuBLAS BF16 experts)";
   const moe_gate::Routing r = p.routing();
-  if (r.experts > kMaxExperts) return "more than 1024 experts (shared-memory histogram)";
-  if (p.tokens > 0x7fffffff / r.topk) return "tokens * k >= 2^31";
+  if (std::string why = DevicePermute::unsupported(p.tokens, r); !why.empty()) return why;
   if (p.op == Op::combine && r.topk > 8) return "combine's tolerance is derived for k <= 8 choices";
   return {};
 }
@@ -164,6 +163,12 @@ void launch_combine(const uint16_t* expert_out, const int32_t* row_of, const uin
                     int dim, uint16_t* y) {
   combine_kernel<<<tokens, 256>>>(expert_out, row_of, w, shared, k, dim, y);
   DSV3_CUDA_CHECK(cudaGetLastError());
+}
+
+std::string DevicePermute::unsupported(int64_t tokens, const moe_gate::Routing& r) {
+  if (r.experts > kMaxExperts) return "more than " + std::to_string(kMaxExperts) + " experts (the permutation's shared-memory histogram)";
+  if (tokens > 0x7fffffff / r.topk) return "tokens * k >= 2^31";
+  return {};
 }
 
 DevicePermute::DevicePermute(int64_t tokens, int64_t experts)

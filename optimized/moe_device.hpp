@@ -34,6 +34,9 @@ namespace dsv3::moe {
 class DevicePermute {
  public:
   DevicePermute(int64_t tokens, int64_t experts);
+  // Why the permutation cannot take this routing (empty: it can): the experts' shared-memory
+  // histogram and 32-bit (token, choice) indices.
+  static std::string unsupported(int64_t tokens, const moe_gate::Routing& r);
   void plan(const int32_t* idx, int tokens, int k, int experts, int align);
   // starts[E + 1] on the host (synchronous copy): segment e is rows [starts[e], starts[e + 1]).
   std::vector<int64_t> starts_on_host() const;

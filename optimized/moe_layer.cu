@@ -45,7 +45,7 @@ std::string unsupported(const Params& p) {
   if (p.op != Op::layer) return "permute and combine are variant cuda";
   const moe_gate::Routing r = p.routing();
   if (std::string why = moe_gate::gate_unsupported(r, p.tokens); !why.empty()) return "gate: " + why;
-  if (r.experts > 1024) return "more than 1024 experts (the permutation's shared-memory histogram)";
+  if (std::string why = DevicePermute::unsupported(p.tokens, r); !why.empty()) return why;
   const int64_t big = int64_t{1} << 31;
   if (p.tokens * r.topk >= big / 2 || r.dim >= big || p.inter_dim() >= big || p.shared_inter() >= big)
     return "sizes beyond cuBLAS's 32-bit dimensions";
