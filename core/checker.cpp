@@ -56,7 +56,7 @@ CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c
       const std::string& name = ref.outputs[i].name();
       const Tolerance& tol = v.tolerance_for(name);
       record(compare_tensors(io.out.at(i), ref.outputs[i], tol,
-                             ref.aid(tol.magnitude_aid.empty() ? "magnitude:" + name : tol.magnitude_aid),
+                             ref.aid(tol.aid_for(name)),
                              ref.aid("exact:" + name)));
     }
     if (comp.extra_checks)

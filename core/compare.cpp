@@ -87,6 +87,12 @@ double ulp_in(DType fmt, double ref) {
   return std::ldexp(1.0, exponent - f.mbits);
 }
 
+std::string Tolerance::aid_for(const std::string& output) const {
+  if (magnitude_aid.empty()) return "magnitude:" + output;
+  if (magnitude_aid.back() == '*') return magnitude_aid.substr(0, magnitude_aid.size() - 1) + output;
+  return magnitude_aid;
+}
+
 CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolerance& tol, const Tensor* magnitude,
                               const Tensor* exact_mask) {
   CompareReport r;

@@ -32,7 +32,9 @@ struct Tolerance {
   DType fmt = DType::f32;      // format the ulps are counted in
   double atol = 0, rtol = 0;   // kind == absrel (rtol also for bounded)
   double eps = 0;              // kind == bounded: factor on the magnitude
-  std::string magnitude_aid;   // kind == bounded: the check aid it multiplies; empty = "magnitude:<output>"
+  std::string magnitude_aid;   // kind == bounded: the check aid it multiplies; empty = "magnitude:<output>";
+                               // a trailing '*' stands for the output's name ("bound:*" -> "bound:y")
+  std::string aid_for(const std::string& output) const;  // the aid's name for `output`
   bool exact_where_proven = false;  // kind == bounded: elements the exact mask marks must match bit for bit
   double max_cos_dist = -1;    // < 0: not checked
   double max_nmse = -1;        // < 0: not checked

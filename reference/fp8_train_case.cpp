@@ -98,7 +98,9 @@ void store(Tensor& t, const std::vector<float>& v) {
   }
 }
 
-std::vector<float> load(const Tensor& t) {
+}  // namespace
+
+std::vector<float> load_values(const Tensor& t) {
   std::vector<float> v(static_cast<std::size_t>(t.numel()));
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(t.get(static_cast<int64_t>(i)));
   return v;
@@ -109,14 +111,12 @@ std::vector<Param> load_params(const Params& p, const std::vector<Tensor>& in) {
   std::vector<Param> ps;
   std::size_t i = 2;
   for (const ParamSpec& s : param_specs(p)) {
-    Param w{s.name, s.rows, s.cols, load(in.at(i)), load(in.at(i + 1)), load(in.at(i + 2)), load(in.at(i + 3))};
+    Param w{s.name, s.rows, s.cols, load_values(in.at(i)), load_values(in.at(i + 1)), load_values(in.at(i + 2)), load_values(in.at(i + 3))};
     ps.push_back(std::move(w));
     i += 4;
   }
   return ps;
 }
-
-}  // namespace
 
 std::vector<Tensor> make_inputs(const Params& p) {
   p.validate();
@@ -150,7 +150,7 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
   p.validate();
   require_tensors(in, input_specs(p), "fp8_train/ref " + p.to_string() + " inputs");
   require_tensors(out, output_specs(p), "fp8_train/ref " + p.to_string() + " outputs");
-  const std::vector<float> x = load(in[0]), dy = load(in[1]);
+  const std::vector<float> x = load_values(in[0]), dy = load_values(in[1]);
   std::vector<Param> ps = load_params(p, in);
   std::vector<float> y(static_cast<std::size_t>(p.m * p.out_features())), dx(static_cast<std::size_t>(p.m * p.k));
   if (p.layer == Layer::linear) {
@@ -203,7 +203,7 @@ std::vector<Tensor> high_precision_aids(const Params& p, const std::vector<Tenso
   const std::vector<Param> ps = load_params(p, in);
   std::vector<const Param*> ptrs;
   for (const Param& w : ps) ptrs.push_back(&w);
-  const StepF64 hp = step_f64(p.layer == Layer::swiglu, load(in[0]), load(in[1]), p.m, ptrs, p.step, p.adamw());
+  const StepF64 hp = step_f64(p.layer == Layer::swiglu, load_values(in[0]), load_values(in[1]), p.m, ptrs, p.step, p.adamw());
   std::vector<Tensor> aids;
   aids.push_back(aid("hp:y", {p.m, p.out_features()}, hp.y));
   aids.push_back(aid("hp:dx", {p.m, p.k}, hp.dx));

@@ -17,6 +17,7 @@
 
 #include "core/compare.hpp"
 #include "core/fill.hpp"
+#include "core/registry.hpp"
 #include "core/tensor.hpp"
 #include "reference/fp8_train.hpp"
 
@@ -61,6 +62,10 @@ std::vector<Tensor> make_inputs(const Params& p);
 // tensor against the case's shapes (ShapeError naming it).
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
 
+// A tensor's values as floats; the case's parameters with their state, from the inputs (after x, dy).
+std::vector<float> load_values(const Tensor& t);
+std::vector<Param> load_params(const Params& p, const std::vector<Tensor>& in);
+
 double flops(const Params& p);        // the GEMMs: 6 M N K (Linear), 18 M N K (SwiGLU)
 double bytes_moved(const Params& p);  // every input read once, every output written once
 
@@ -71,6 +76,15 @@ std::vector<Tensor> high_precision_aids(const Params& p, const std::vector<Tenso
 // one report per quantity, each against its bound (fp8_train_case.cpp says why each holds).
 std::vector<CompareReport> high_precision_checks(const Params& p, const std::vector<Tensor>& aids,
                                                  const std::vector<Tensor>& got);
+
+// The tensor-core steps' checks (reference/fp8_train_bounds.cpp derives them): check aids
+// "bound:<output>" (f32, the output's shape; all outputs but `skipped`), per element the largest
+// |got - ref| a step with tensor-core GEMMs of the case's recipe may show (+inf where no
+// element-wise bound holds: SwiGLU), and the tolerances that read them (with a whole-tensor NMSE
+// limit). tensor_core_gemm_eps: the GEMM error factor on the Cauchy-Schwarz magnitude.
+double tensor_core_gemm_eps(Recipe r, int64_t inner);
+std::vector<Tensor> tensor_core_bounds(const Params& p, const std::vector<Tensor>& in, const std::vector<Tensor>& ref_out);
+void set_tensor_core_tolerances(Variant& v, Recipe r);
 
 // Bundle study "fp8_train_step_error": per shape and recipe, the relative L2 and calc_diff of
 // every output against the FP64 step (docs/bundle-schema.md).

@@ -75,9 +75,12 @@ void register_component() {
   c.perf_cases = perf_cases;
   bind_case_hooks<Params>(c);
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
-  c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) {
+  c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>& ref_out) {
     const Params& p = k.as<Params>();
-    return high_precision_applies(p) ? high_precision_aids(p, in) : std::vector<Tensor>{};
+    std::vector<Tensor> aids = tensor_core_bounds(p, in, ref_out);
+    if (high_precision_applies(p))
+      for (Tensor& t : high_precision_aids(p, in)) aids.push_back(std::move(t));
+    return aids;
   };
   c.extra_checks = [](const Case& k, const std::vector<Tensor>& aids, const std::vector<Tensor>& got) {
     const Params& p = k.as<Params>();

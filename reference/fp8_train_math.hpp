@@ -71,14 +71,26 @@ struct AdamWConst {
   float b1, b2, c1, c2, decay, eps, bc2_sqrt, step_size;
 };
 
-// One element: w FP32 master, g FP32 gradient, m and v BF16 values (updated in place).
-DSV3_HD void adamw_element(const AdamWConst& k, float g, float& w, float& m, float& v) {
+// The moments' update from gradient g (m and v BF16 values, updated in place): m is
+// non-decreasing in g and v in |g| (every rounding is monotone).
+DSV3_HD void adamw_moments(const AdamWConst& k, float g, float& m, float& v) {
   namespace fm = fp8math;
   m = bf16_rn(fm::fadd(fm::fmul(k.b1, m), fm::fmul(k.c1, g)));
   v = bf16_rn(fm::fadd(fm::fmul(k.b2, v), fm::fmul(fm::fmul(k.c2, g), g)));
+}
+
+// The master weight's update from the new moments: non-increasing in m, and monotone in v.
+DSV3_HD float adamw_weight(const AdamWConst& k, float w, float m, float v) {
+  namespace fm = fp8math;
   const float decayed = fm::fmul(w, k.decay);
   const float denom = fm::fadd(fm::fdiv(fsqrt(v), k.bc2_sqrt), k.eps);
-  w = fm::fsub(decayed, fm::fmul(k.step_size, fm::fdiv(m, denom)));
+  return fm::fsub(decayed, fm::fmul(k.step_size, fm::fdiv(m, denom)));
+}
+
+// One element: w FP32 master, g FP32 gradient, m and v BF16 values (updated in place).
+DSV3_HD void adamw_element(const AdamWConst& k, float g, float& w, float& m, float& v) {
+  adamw_moments(k, g, m, v);
+  w = adamw_weight(k, w, m, v);
 }
 
 }  // namespace dsv3::fp8train::math

@@ -26,7 +26,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in scripts/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bundle_io import UserError, atomic_write, benchmark_rows, finite, fixed, fmt_num, load_bundles, main_guard  # noqa: E402
 from report_pipeline import pipeline_summary_table, pipeline_timeline_table  # noqa: E402
-from report_train import fp8_train_lm_table  # noqa: E402
+from report_train import fp8_train_lm_table, train_step_section  # noqa: E402
 from report_calibrated import decode_limit_calibrated_table, pipeline_overlap_table  # noqa: E402
 from mtp_speedup import speedup_table  # noqa: E402
 
@@ -614,7 +614,8 @@ def main():
             lines += [f"> **{CPU_ONLY}.**{who} Device: {cell(why)}", ""]
     report_dir = os.path.dirname(os.path.abspath(out_path))
     for section in (machine_section(bundles), ceilings_section(bundles), correctness_section(bundles),
-                    benchmark_section(bundles), gemm_section(bundles), mtp_section(bundles, plot_linker(plots_dir, report_dir)),
+                    benchmark_section(bundles), gemm_section(bundles),
+                    [line for b in bundles for line in train_step_section(b, benchmark_rows(b), cell, table, len(bundles) > 1)], mtp_section(bundles, plot_linker(plots_dir, report_dir)),
                     studies_section(bundles, plot_linker(plots_dir, report_dir)), plots_section(plots_dir, report_dir)):
         lines += section
     atomic_write(out_path, "\n".join(lines).rstrip("\n") + "\n")

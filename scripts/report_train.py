@@ -3,9 +3,11 @@ with an MTP head trained in a BF16 and an FP8 recipe per seed. Writes a short pa
 row per (recipe, seed) with the final held-out evaluation, tokens/s and skipped steps, the relative
 FP8 loss gap per seed and its mean ± std beside V3's < 0.25% claim, the mean MTP acceptance per
 recipe beside V3's 85-90%, the corpus and the weights files, and a link to scripts/plot.py's
-fp8_train_lm.png. A study row {"skipped"|"error"} is noted instead.
+fp8_train_lm.png. A study row {"skipped"|"error"} is noted instead. Also the step-time table of the
+fp8_train benchmarks (train_step_section).
 """
 import math
+import re
 
 from bundle_io import finite
 
@@ -88,3 +90,35 @@ def fp8_train_lm_table(rows, cell, table, plot_link):
     if link:
         out += [f"Plot: [fp8_train_lm.png]({link}) (loss curves; relative FP8 gap per seed beside ±0.25%).", ""]
     return out
+
+
+STEP_FAST = {"fp8": "cuda_fp8", "bf16": "cublas_bf16"}  # the tensor-core step of each recipe
+STEP_CASE = re.compile(r"^(linear|swiglu) (fp8|bf16) (m=\d+ k=\d+ n=\d+)\b")
+
+
+def train_step_section(bundle, rows, cell, table, labelled=False):
+    """fp8_train benchmark rows: per layer shape, each variant's step time and tokens/s, and the FP8
+    tensor-core step's speedup over the BF16 cuBLAS step measured in the same run (issue 7's target)."""
+    times = {}
+    for r in rows:
+        m = STEP_CASE.match(r["case"])
+        t = finite(r["time_ns"])
+        if r["component"] != "fp8_train" or not m or t is None:
+            continue
+        times[(m.group(1) + " " + m.group(3), m.group(2), r["variant"])] = t
+    if not times:
+        return []
+    body = []
+    for shape in dict.fromkeys(k[0] for k in times):
+        tokens = int(re.search(r"m=(\d+)", shape).group(1))
+        fast = {rec: times.get((shape, rec, v)) for rec, v in STEP_FAST.items()}
+        speedup = fast["bf16"] / fast["fp8"] if fast["fp8"] and fast["bf16"] else None
+        for (s, rec, variant), t in times.items():
+            if s == shape:
+                body.append([cell(shape), rec, cell(variant), cell(t / 1e6), cell(tokens / (t * 1e-9)),
+                             cell(speedup) if variant == STEP_FAST["fp8"] else ""])
+    return ["## FP8 training step" + (f" — {bundle['_label']}" if labelled else ""), "",
+            "One training step (Fprop, Dgrad, Wgrad, AdamW) per layer shape and recipe: time, tokens/s, and the FP8 "
+            f"tensor-core step's (`{STEP_FAST['fp8']}`) speedup over the BF16 step (`{STEP_FAST['bf16']}`) in this run "
+            "(docs/fp8-train.md).", ""] + \
+        table(["layer shape", "recipe", "variant", "ms / step", "tokens/s", "FP8 speedup over BF16"], body)
