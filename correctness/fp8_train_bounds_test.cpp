@@ -22,13 +22,6 @@ Params linear(Recipe r, int64_t m, int64_t k, int64_t n) {
   return p;
 }
 
-std::vector<float> transposed(const std::vector<float>& x, int64_t rows, int64_t cols) {
-  std::vector<float> t(x.size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = x[static_cast<std::size_t>(r * cols + c)];
-  return t;
-}
-
 // D [ra, rb] = A [ra, inner] . B [rb, inner]^T summed in FP32 in k order.
 std::vector<float> float_gemm(const std::vector<float>& a, int64_t ra, const std::vector<float>& b, int64_t rb, int64_t inner) {
   std::vector<float> d(static_cast<std::size_t>(ra * rb));
@@ -41,13 +34,6 @@ std::vector<float> float_gemm(const std::vector<float>& a, int64_t ra, const std
   return d;
 }
 
-void store(Tensor& t, const std::vector<float>& v) {
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (t.dtype() == DType::f32) t.span<float>()[i] = v[i];
-    else t.span<uint16_t>()[i] = f32_to_bf16(v[i]);
-  }
-}
-
 // The Linear step with every GEMM summed in FP32 (module comment), from the recipe's operand values.
 std::vector<Tensor> float_accumulated_step(const Params& p, const std::vector<Tensor>& in) {
   const int64_t m = p.m, k = p.k, n = p.n;
@@ -55,7 +41,7 @@ std::vector<Tensor> float_accumulated_step(const Params& p, const std::vector<Te
   std::vector<Param> ps = load_params(p, in);
   std::vector<float> wb = ps[0].w;
   round_bf16(wb);
-  std::vector<float> xa = x, wa = wb, dya = dy, dyt = transposed(dy, m, n), xt = transposed(x, m, k);
+  std::vector<float> xa = x, wa = wb, dya = dy, dyt = transposed(dy.data(), m, n), xt = transposed(x.data(), m, k);
   if (p.recipe == Recipe::fp8) {
     const Fp8Rows xq = quantize_1x128(x.data(), m, k), dyq = quantize_1x128(dy.data(), m, n);
     xa = dequantize(xq, k);
@@ -65,17 +51,17 @@ std::vector<Tensor> float_accumulated_step(const Params& p, const std::vector<Te
     xt = dequantize(retile_to_columns(xq, k), m);
   }
   std::vector<Tensor> out = allocate(output_specs(p));
-  store(out[0], float_gemm(xa, m, wa, n, k));
-  store(out[1], float_gemm(dya, m, transposed(wa, n, k), k, n));
+  store_values(out[0], float_gemm(xa, m, wa, n, k));
+  store_values(out[1], float_gemm(dya, m, transposed(wa.data(), n, k), k, n));
   const std::vector<float> dw = float_gemm(dyt, n, xt, k, m);
   Param& w = ps[0];
   for (std::size_t i = 0; i < dw.size(); ++i) w.grad[i] += dw[i];
-  store(out[2], w.grad);
+  store_values(out[2], w.grad);
   const math::AdamWConst c = adamw_const(p.adamw(), p.step);
   for (std::size_t i = 0; i < dw.size(); ++i) math::adamw_element(c, w.grad[i], w.w[i], w.m[i], w.v[i]);
-  store(out[3], w.w);
-  store(out[4], w.m);
-  store(out[5], w.v);
+  store_values(out[3], w.w);
+  store_values(out[4], w.m);
+  store_values(out[5], w.v);
   out[6].span<uint8_t>()[0] = 0;
   return out;
 }

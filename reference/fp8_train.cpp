@@ -52,14 +52,6 @@ std::vector<float> bf16_copy(const std::vector<float>& w) {
   return r;
 }
 
-// [rows, cols] -> [cols, rows]
-template <class T> std::vector<T> transposed(const T* x, int64_t rows, int64_t cols) {
-  std::vector<T> t(static_cast<std::size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = x[r * cols + c];
-  return t;
-}
-
 // Copies the first `real` columns of each row of a [rows, ld] f32 buffer, rounded to BF16.
 void store_bf16(const std::vector<float>& src, int64_t rows, int64_t ld, int64_t real, float* dst) {
   for (int64_t r = 0; r < rows; ++r)

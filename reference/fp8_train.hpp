@@ -94,6 +94,14 @@ void gemm_fp8(const Fp8Rows& a, const Fp8Rows& b, float* d, bool accumulate);
 // `accumulate`, D = RN32(D + that)): the BF16 recipe's GEMM on BF16-valued operands.
 void gemm_bf16(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* d, bool accumulate);
 
+// A row-major [rows, cols] matrix transposed to [cols, rows].
+template <class T> std::vector<T> transposed(const T* x, int64_t rows, int64_t cols) {
+  std::vector<T> t(static_cast<std::size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = x[r * cols + c];
+  return t;
+}
+
 // Rounds every value to BF16 (returned as floats holding BF16 values).
 void round_bf16(std::vector<float>& v);
 // One correct rounding of an FP64 value to BF16, as a float.

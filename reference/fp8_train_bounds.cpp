@@ -54,13 +54,6 @@ RowMajor magnitude(const std::vector<float>& a, int64_t rows_a, const std::vecto
   return group_norms(a, rows_a, inner) * group_norms(b, rows_b, inner).transpose();
 }
 
-std::vector<float> transposed(const std::vector<float>& x, int64_t rows, int64_t cols) {
-  std::vector<float> t(x.size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = x[static_cast<std::size_t>(r * cols + c)];
-  return t;
-}
-
 Tensor bound_tensor(const std::string& output, const Shape& shape) {
   Tensor t("bound:" + output, DType::f32, shape);
   for (float& v : t.span<float>()) v = std::numeric_limits<float>::infinity();
@@ -140,11 +133,11 @@ std::vector<Tensor> tensor_core_bounds(const Params& p, const std::vector<Tensor
     dyt = dequantize(retile_to_columns(dyq, n), m);
     xt = dequantize(retile_to_columns(xq, k), m);
   } else {
-    dyt = transposed(dy, m, n);
-    xt = transposed(x, m, k);
+    dyt = transposed(dy.data(), m, n);
+    xt = transposed(x.data(), m, k);
   }
   gemm_bound(bounds[0], magnitude(xa, m, wa, n, k), tensor_core_gemm_eps(p.recipe, k), fp8gemm::kRtolOut, ref[0]);
-  gemm_bound(bounds[1], magnitude(dya, m, transposed(wa, n, k), k, n), tensor_core_gemm_eps(p.recipe, n), fp8gemm::kRtolOut,
+  gemm_bound(bounds[1], magnitude(dya, m, transposed(wa.data(), n, k), k, n), tensor_core_gemm_eps(p.recipe, n), fp8gemm::kRtolOut,
              ref[1]);
   gemm_bound(bounds[2], magnitude(dyt, n, xt, k, m), tensor_core_gemm_eps(p.recipe, m), 0x1p-22, ref[2]);
   const bool skipped = ref.back().get(0) != 0;

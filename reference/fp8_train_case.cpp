@@ -87,9 +87,7 @@ std::vector<TensorSpec> output_specs(const Params& p) {
   return s;
 }
 
-namespace {
-
-void store(Tensor& t, const std::vector<float>& v) {
+void store_values(Tensor& t, const std::vector<float>& v) {
   if (t.dtype() == DType::f32) {
     std::copy(v.begin(), v.end(), t.span<float>().begin());
   } else {
@@ -97,8 +95,6 @@ void store(Tensor& t, const std::vector<float>& v) {
     for (std::size_t i = 0; i < v.size(); ++i) d[i] = f32_to_bf16(v[i]);
   }
 }
-
-}  // namespace
 
 std::vector<float> load_values(const Tensor& t) {
   std::vector<float> v(static_cast<std::size_t>(t.numel()));
@@ -165,14 +161,14 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
   std::vector<Param*> ptrs;
   for (Param& w : ps) ptrs.push_back(&w);
   const bool updated = adamw_step(ptrs, p.step, p.adamw());
-  store(out[0], y);
-  store(out[1], dx);
+  store_values(out[0], y);
+  store_values(out[1], dx);
   std::size_t o = 2;
   for (const Param& w : ps) {
-    store(out[o], w.grad);
-    store(out[o + 1], w.w);
-    store(out[o + 2], w.m);
-    store(out[o + 3], w.v);
+    store_values(out[o], w.grad);
+    store_values(out[o + 1], w.w);
+    store_values(out[o + 2], w.m);
+    store_values(out[o + 3], w.v);
     o += 4;
   }
   out[o].span<uint8_t>()[0] = updated ? 0 : 1;

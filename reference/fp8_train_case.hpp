@@ -62,8 +62,10 @@ std::vector<Tensor> make_inputs(const Params& p);
 // tensor against the case's shapes (ShapeError naming it).
 void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out);
 
-// A tensor's values as floats; the case's parameters with their state, from the inputs (after x, dy).
+// A tensor's values as floats, and back (f32 copied, bf16 rounded); the case's parameters with
+// their state, from the inputs (after x, dy).
 std::vector<float> load_values(const Tensor& t);
+void store_values(Tensor& t, const std::vector<float>& v);
 std::vector<Param> load_params(const Params& p, const std::vector<Tensor>& in);
 
 double flops(const Params& p);        // the GEMMs: 6 M N K (Linear), 18 M N K (SwiGLU)
