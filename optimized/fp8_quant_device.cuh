@@ -196,6 +196,35 @@ __device__ __forceinline__ float block_max_nan(float v) {
   return a;
 }
 
+// LogFMT-n of one 128-group held by a warp, lane l holding the group's columns l + 32 j (j < 4;
+// valid[j] false past K): the group's parameters from its amax, smallest non-zero magnitude and
+// non-finite flag (combined by shuffles; NaN never replaces amax or amin, as in the reference),
+// and one value's code (a fallback group keeps the BF16 bits). Shared by logfmt_encode and the
+// ep combine (optimized/ep_kernels.cu).
+__device__ __forceinline__ fm::LogFmtGroup logfmt_warp_group(const uint16_t (&raw)[4], const bool (&valid)[4], int bits) {
+  float amax = 0.0f, amin = fm::pos_inf();
+  bool nonfinite = false;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (!valid[j]) continue;
+    const float a = fm::abs_f(bf16_f32(raw[j]));
+    nonfinite |= !(a < fm::pos_inf());
+    if (a > amax) amax = a;
+    if (a > 0.0f && a < amin) amin = a;
+  }
+  for (int o = 16; o > 0; o /= 2) {  // partials are never NaN: plain max/min combine them
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    amin = fminf(amin, __shfl_xor_sync(0xffffffffu, amin, o));
+  }
+  nonfinite = __any_sync(0xffffffffu, nonfinite);
+  return fm::logfmt_group(amax, amax > 0.0f ? amin : 0.0f, nonfinite, bits);
+}
+__device__ __forceinline__ uint16_t logfmt_code(const fm::LogFmtGroup& g, uint16_t raw, int bits) {
+  if (g.fallback) return raw;
+  const uint32_t mag = fm::logfmt_encode_mag(g, fm::abs_f(bf16_f32(raw)), bits);
+  return static_cast<uint16_t>(mag | ((raw & 0x8000u) && mag ? 1u << (bits - 1) : 0u));
+}
+
 // Tile u of the [M, Kb] grid of 1x128 tiles: element offset of its row, and its first column.
 struct TileAt {
   uint64_t base;

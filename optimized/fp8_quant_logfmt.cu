@@ -13,44 +13,26 @@ namespace {
 __global__ void __launch_bounds__(kThreads) logfmt_encode_kernel(const uint16_t* __restrict__ x, uint16_t* __restrict__ codes,
                                                                  float* __restrict__ meta, uint8_t* __restrict__ fallback,
                                                                  Dims d, int bits) {
-  const uint32_t lane = threadIdx.x & 31, units = d.m * d.kb, sign_bit = 1u << (bits - 1);
+  const uint32_t lane = threadIdx.x & 31, units = d.m * d.kb;
   for (uint32_t u = global_warp(); u < units; u += warp_count()) {
     const auto [base, c0] = tile_at(u, d);
     uint16_t raw[4] = {};
-    float amax = 0.0f, amin = fm::pos_inf();  // as the reference: NaN never replaces either
-    bool nonfinite = false;
+    bool valid[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const uint32_t c = c0 + lane + 32 * j;
-      if (c >= d.k) continue;
-      raw[j] = x[base + c];
-      const float a = fm::abs_f(bf16_f32(raw[j]));
-      nonfinite |= !(a < fm::pos_inf());
-      if (a > amax) amax = a;
-      if (a > 0.0f && a < amin) amin = a;
+      valid[j] = c < d.k;
+      if (valid[j]) raw[j] = x[base + c];
     }
-    for (int o = 16; o > 0; o /= 2) {  // partials are never NaN: plain max/min combine them
-      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-      amin = fminf(amin, __shfl_xor_sync(0xffffffffu, amin, o));
-    }
-    nonfinite = __any_sync(0xffffffffu, nonfinite);
-    const fm::LogFmtGroup g = fm::logfmt_group(amax, amax > 0.0f ? amin : 0.0f, nonfinite, bits);
+    const fm::LogFmtGroup g = logfmt_warp_group(raw, valid, bits);
     if (lane == 0) {
       meta[2 * static_cast<uint64_t>(u)] = g.log_amin;
       meta[2 * static_cast<uint64_t>(u) + 1] = g.log_amax;
       fallback[u] = g.fallback ? 1 : 0;
     }
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t c = c0 + lane + 32 * j;
-      if (c >= d.k) continue;
-      uint16_t out = raw[j];  // fallback groups carry the bf16 bits
-      if (!g.fallback) {
-        const uint32_t mag = fm::logfmt_encode_mag(g, fm::abs_f(bf16_f32(raw[j])), bits);
-        out = static_cast<uint16_t>(mag | ((raw[j] & 0x8000u) && mag ? sign_bit : 0u));
-      }
-      codes[base + c] = out;
-    }
+    for (int j = 0; j < 4; ++j)
+      if (valid[j]) codes[base + c0 + lane + 32 * j] = logfmt_code(g, raw[j], bits);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "core/fill.hpp"
 #include "core/fp8_math.hpp"
 #include "core/model_config.hpp"
+#include "core/parallel.hpp"
 #include "reference/fp8_quant.hpp"
 #include "reference/netmodel_node_limit.hpp"
 
@@ -187,6 +188,15 @@ struct RowView {
 
 }  // namespace
 
+fp8::Params wire_quant_params(const Params& p, int64_t rows) {
+  fp8::Params q;
+  q.op = fp8::Op::quant_1x128;
+  q.m = rows;
+  q.k = p.dim;
+  q.scale_fmt = p.wire == Wire::fp8_pow2 ? fp8::ScaleFmt::ue8m0 : fp8::ScaleFmt::f32;
+  return q;
+}
+
 WireRows encode_wire(const Params& p, const Tensor& x, int64_t row0, int64_t rows) {
   const int64_t d = p.dim;
   WireRows e;
@@ -196,11 +206,7 @@ WireRows encode_wire(const Params& p, const Tensor& x, int64_t row0, int64_t row
     std::memcpy(e.codes.data(), src, e.codes.size());
     return e;
   }
-  fp8::Params q;
-  q.op = fp8::Op::quant_1x128;
-  q.m = rows;
-  q.k = d;
-  q.scale_fmt = p.wire == Wire::fp8_pow2 ? fp8::ScaleFmt::ue8m0 : fp8::ScaleFmt::f32;
+  const fp8::Params q = wire_quant_params(p, rows);
   Tensor xs("x", DType::bf16, {rows, d}), codes("codes", DType::e4m3, {rows, d}), scales("scales", DType::f32, {rows, d / 128});
   std::memcpy(xs.raw(), src, xs.nbytes());
   fp8::quant_1x128(xs, codes, scales, q);
@@ -395,21 +401,32 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
   require_tensors(in, input_specs(p), "ep/ref " + p.to_string() + " inputs");
   require_tensors(out, output_specs(p), "ep/ref " + p.to_string() + " outputs");
   const auto R = static_cast<std::size_t>(p.ranks);
+  // Each phase runs the ranks in parallel: a rank writes only its own packets and output slices,
+  // and its own link counts (summed after), so any thread count gives the same bits.
+  std::vector<std::vector<int32_t>> counts(R, std::vector<int32_t>(R * 3, 0));
+  std::vector<Packets> sent(R), received(R, Packets(R));
+  parallel_for(p.ranks, [&](int64_t r0, int64_t r1) {
+    for (int64_t s = r0; s < r1; ++s) sent[static_cast<std::size_t>(s)] = pack_dispatch(p, s, in, counts[static_cast<std::size_t>(s)].data());
+  });
   auto sends = out.back().span<int32_t>();
   std::fill(sends.begin(), sends.end(), 0);
+  for (const std::vector<int32_t>& c : counts)
+    for (std::size_t i = 0; i < c.size(); ++i) sends[i] += c[i];
   // The simulated transport: what rank s packed for rank d arrives at d as its s-th packet.
-  std::vector<Packets> sent(R), received(R, Packets(R));
-  for (std::size_t s = 0; s < R; ++s) sent[s] = pack_dispatch(p, static_cast<int64_t>(s), in, sends.data());
   for (std::size_t s = 0; s < R; ++s)
     for (std::size_t d = 0; d < R; ++d) received[d][s] = std::move(sent[s][d]);
   std::vector<Packets> back(R), partials(R, Packets(R));
-  for (std::size_t d = 0; d < R; ++d) {
-    store_received(p, static_cast<int64_t>(d), received[d], out);
-    back[d] = pack_combine(p, received[d]);
-  }
+  parallel_for(p.ranks, [&](int64_t r0, int64_t r1) {
+    for (int64_t d = r0; d < r1; ++d) {
+      store_received(p, d, received[static_cast<std::size_t>(d)], out);
+      back[static_cast<std::size_t>(d)] = pack_combine(p, received[static_cast<std::size_t>(d)]);
+    }
+  });
   for (std::size_t d = 0; d < R; ++d)
     for (std::size_t s = 0; s < R; ++s) partials[s][d] = std::move(back[d][s]);
-  for (std::size_t s = 0; s < R; ++s) finish_combine(p, static_cast<int64_t>(s), partials[s], out);
+  parallel_for(p.ranks, [&](int64_t r0, int64_t r1) {
+    for (int64_t s = r0; s < r1; ++s) finish_combine(p, s, partials[static_cast<std::size_t>(s)], out);
+  });
 }
 
 }  // namespace dsv3::ep

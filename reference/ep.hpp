@@ -43,6 +43,7 @@
 
 #include "core/tensor.hpp"
 #include "reference/moe_gate.hpp"
+#include "reference/fp8_quant.hpp"
 #include "reference/moe_gate_balance.hpp"
 
 namespace dsv3::ep {
@@ -118,6 +119,9 @@ struct WireRows {
   std::vector<float> scales;
 };
 WireRows encode_wire(const Params& p, const Tensor& x, int64_t row0, int64_t rows);
+// The FP8 wires' quantizer for `rows` rows (quant_1x128, E4M3, the divide convention, f32 or
+// UE8M0 scales): the CPU and GPU executions quantize with the same parameters.
+fp8::Params wire_quant_params(const Params& p, int64_t rows);
 // Channel j of a wire row as a receiver reads it: the BF16 value, or RN32(code * scale) with the
 // row's scales at `scales` (f32, possibly unaligned).
 float wire_value(const Params& p, const uint8_t* payload, const uint8_t* scales, int64_t j);

@@ -2,6 +2,7 @@
 // BF16 wires, every token to one rank), the simulated-ranks reference, and two checks that hold
 // for any execution of a case whatever its order: the delivery check (every token at exactly the
 // ranks that hold its experts, payload and choices intact) and the combine's bound against FP64.
+#include "core/json_file.hpp"
 #include "core/registry.hpp"
 #include "reference/ep.hpp"
 #include "reference/ep_checks.hpp"
@@ -41,6 +42,22 @@ std::vector<Case> eval_cases() {
   return c;
 }
 
+// V3 sizes (datasets/shapes/ep.json): 7168 channels, 4096 tokens per rank, top-8 of 256.
+std::vector<Case> perf_cases() {
+  return load_shape_cases("ep", [](const nlohmann::json& c, const std::string& at) {
+    std::vector<Case> out;
+    const std::string model = json_field<std::string>(c, "model", at);
+    const int64_t r = json_field<int64_t>(c, "ranks", at), g = json_field<int64_t>(c, "ranks_per_node", at);
+    const int64_t t = json_field<int64_t>(c, "tokens", at), dim = json_field<int64_t>(c, "dim", at);
+    const int64_t m = json_field_or<int64_t>(c, "node_limit", 0, at);
+    const CombineWire combine = combine_wire_from_name(json_field_or<std::string>(c, "combine", "bf16", at));
+    const int x_log2 = static_cast<int>(json_field_or<int64_t>(c, "x_scale_log2", 0, at));
+    for (const std::string& w : json_one_or_list<std::string>(c, "wire", "fp8", at))
+      out.push_back(ep_case(model, r, g, t, wire_from_name(w), m, Draw::router, dim, combine, x_log2));
+    return out;
+  });
+}
+
 }  // namespace
 
 void register_component() {
@@ -48,7 +65,7 @@ void register_component() {
   c.name = "ep";
   c.description = "expert-parallel dispatch (FP8 1x128 or BF16) and combine (BF16 or LogFMT-10) over simulated ranks, V3 node-limited path and link accounting";
   c.eval_cases = eval_cases;
-  c.perf_cases = [] { return std::vector<Case>{}; };
+  c.perf_cases = perf_cases;
   c.study = [](bool quick) { return nlohmann::json{{"ep_placement", placement_study(quick)}}; };
   bind_case_hooks<Params>(c);
   c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>&) { return combine_aids(k.as<Params>(), in); };
@@ -60,7 +77,7 @@ void register_component() {
   add_reference_variants(
       "ep", "simulated ranks in one process: per-rank packing, a copying transport, per-rank unpacking (reference/ep.cpp)",
       [](const Case& k, Io& io) { run_reference(k.as<Params>(), io.in, io.out); },
-      "single-threaded: the same order on any thread count");
+      "threads over ranks: a rank's packing and unpacking write only its own packets, slices and link counts");
 }
 
 }  // namespace dsv3::ep

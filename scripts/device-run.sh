@@ -48,6 +48,9 @@ if [ "$mode" != run ]; then
     cases+=':GpuCheck_fp8_gemm_wgmma.dense_m_65_n_576_k_256_f32_out_bf16_normal'
     cases+=':GpuCheck_fp8_gemm_wgmma.contiguous_rows_1_0_130_128_n_576_k_256_f32_out_bf16_normal'
     cases+=':GpuCheck_fp8_gemm_wgmma.masked_cap_64_rows_64_0_1_33_n_576_k_256_f32_out_bf16_normal'
+    cases+=':GpuCheck_ep_cuda.deepseek_v3_671b_R_8_G_2_T_12_D_256_M_2_fp8'
+    cases+=':GpuCheck_ep_cuda.deepseek_v2_lite_16b_R_4_G_2_T_16_D_256_M_1_bf16'
+    cases+=':GpuCheck_ep_cuda.deepseek_v3_671b_R_4_G_2_T_16_D_256_M_2_fp8_combine_logfmt10_x_2__6'
     for tool in memcheck racecheck; do
       "$san" --tool "$tool" --error-exitcode 3 build-device/dsv3_tests --gtest_filter="$cases" \
         > "$out/pack/sanitizer-$tool.log" 2>&1
@@ -67,6 +70,21 @@ if [ "$mode" != run ]; then
   else
     echo "device-run: dsv3_nccl_alltoall not built (no NCCL in this toolkit)"
   fi
+  # The ep case over NCCL with world size 1 (this build has no MPI: tools/mpi_single.hpp; on a
+  # machine with MPI and several GPUs run it under mpirun, docs/ep.md): each wire, then V3 sizes.
+  if [ -x build-device/dsv3_ep_nccl ]; then
+    : > "$out/pack/ep-nccl.log"
+    for args in "--tokens 64 --dim 512" "--tokens 64 --dim 512 --wire bf16" "--tokens 64 --dim 512 --wire fp8_pow2" \
+                "--tokens 64 --dim 512 --combine logfmt10 --x-scale-log2 -6" "--tokens 9 --dim 256 --draw all_to_rank0" \
+                "--tokens 4096 --dim 7168" "--tokens 4096 --dim 7168 --wire bf16"; do
+      name=$(echo "$args" | tr -d -- '-' | tr ' ' '_')
+      build-device/dsv3_ep_nccl --ranks-per-node 1 $args --iters 10 \
+        --json "$out/pack/ep_nccl_${name}.json" >> "$out/pack/ep-nccl.log" 2>&1 || gpu_rc=1
+    done
+    grep -E "^case|DIFFERENT|FAIL|rank [0-9]+:" "$out/pack/ep-nccl.log"
+  else
+    echo "device-run: dsv3_ep_nccl not built (no NCCL in this toolkit)"
+  fi
 fi
 if [ "$mode" != test ]; then
   slug=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g; s/-$//')
@@ -80,9 +98,10 @@ if [ "$mode" != test ]; then
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bundle phases:', d['completed_phases'])" \
     "$dir/bundle.json" 2>/dev/null
   for f in gpu-tests.log run.log nvidia-smi.txt sanitizer-memcheck.log sanitizer-racecheck.log sass-mix.txt \
-           nccl-alltoall.log nccl_alltoall.json; do
+           nccl-alltoall.log nccl_alltoall.json ep-nccl.log; do
     [ -f "$out/pack/$f" ] && cp "$out/pack/$f" "$dir/"
   done
+  for f in "$out"/pack/ep_nccl_*.json; do [ -f "$f" ] && mkdir -p "$dir/ep_nccl" && cp "$f" "$dir/ep_nccl/"; done
   tar -czf "$out/device-results.tar.gz" "$dir"
 fi
 [ "$mode" = test ] && tar -C "$out/pack" -czf "$out/device-results.tar.gz" .
