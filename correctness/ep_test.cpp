@@ -204,6 +204,36 @@ TEST(EpRef, LinkBandwidthIsTheBusiestRanksBytesOverTheTime) {
   EXPECT_EQ(l.ib_gbs(), 0);
 }
 
+// nccl-tests' terms on a hand-counted case: every token to rank 0's experts, so rank s sends its T
+// rows to rank 0 (rank 0's to itself); the combine sends them back, rank 0 all R T rows.
+TEST(EpRef, AllToAllBandwidthCountsRowsAsNcclTestsDoes) {
+  const Params p = params(4, 2, 9, 0, Draw::all_to_rank0);
+  const std::vector<Tensor> in = make_inputs(p);
+  const std::vector<int64_t> rows = rows_sent(p, in);
+  for (int64_t s = 0; s < 4; ++s)
+    for (int64_t d = 0; d < 4; ++d) EXPECT_EQ(rows[static_cast<std::size_t>(s * 4 + d)], d == 0 ? 9 : 0) << s << "->" << d;
+  const double b = bytes_per_dispatch_send(p);
+  const AllToAllBandwidth dispatch = alltoall_bandwidth(p, rows, false, b, 1e-3);
+  EXPECT_EQ(dispatch.alg_bytes, 9 * b);  // every rank sends T rows
+  EXPECT_EQ(dispatch.alg_rank, 0);       // the first of the tied ranks
+  EXPECT_EQ(dispatch.bus_bytes, 9 * b);  // rank 1's rows leave it; rank 0's stay
+  EXPECT_EQ(dispatch.bus_rank, 1);
+  EXPECT_DOUBLE_EQ(dispatch.algbw_gbs(), 9 * b / 1e-3 / 1e9);
+  const double c = bytes_per_combine_send(p);
+  const AllToAllBandwidth combine = alltoall_bandwidth(p, rows, true, c, 1e-3);
+  EXPECT_EQ(combine.alg_bytes, 36 * c);  // rank 0 returns all R T rows
+  EXPECT_EQ(combine.alg_rank, 0);
+  EXPECT_EQ(combine.bus_bytes, 27 * c);  // of which 3 T leave it
+  EXPECT_EQ(combine.bus_rank, 0);
+  // Rows sent equal rows received: the reference's receive counts are the column sums.
+  const std::vector<Tensor> out = run_reference_poisoned(p, in);
+  for (int64_t d = 0; d < 4; ++d) {
+    int64_t col = 0;
+    for (int64_t s = 0; s < 4; ++s) col += rows[static_cast<std::size_t>(s * 4 + d)];
+    EXPECT_EQ(out[0].span<const int32_t>()[static_cast<std::size_t>(d)], col);
+  }
+}
+
 // LogFMT-10 combine: partials with amax >= 1 in every group travel as BF16 (DeepEP's fallback), so
 // y is the BF16 combine's bit for bit; small partials are encoded, so y moves, but by at most the
 // level spacing (ep_checks.hpp) and the combine check passes. Bytes per send: DeepEP's 9184 at 7168.

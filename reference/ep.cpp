@@ -159,6 +159,36 @@ LinkBandwidth link_bandwidth(const Params& p, const int32_t* sends, double bytes
   return b;
 }
 
+std::vector<int64_t> rows_sent(const Params& p, const std::vector<Tensor>& in) {
+  const moe_gate::Placement pl = p.placement();
+  const int64_t R = p.ranks, K = p.routing().topk;
+  const auto idx = in[1].span<const int32_t>();
+  std::vector<int64_t> rows(static_cast<std::size_t>(R * R), 0);
+  std::vector<bool> target(static_cast<std::size_t>(R));
+  for (int64_t tok = 0; tok < R * p.tokens; ++tok) {
+    std::fill(target.begin(), target.end(), false);
+    for (int64_t j = 0; j < K; ++j) target[static_cast<std::size_t>(pl.rank_of(idx[static_cast<std::size_t>(tok * K + j)]))] = true;
+    for (int64_t d = 0; d < R; ++d) rows[static_cast<std::size_t>(tok / p.tokens * R + d)] += target[static_cast<std::size_t>(d)];
+  }
+  return rows;
+}
+
+AllToAllBandwidth alltoall_bandwidth(const Params& p, const std::vector<int64_t>& rows, bool combine, double bytes_per_send,
+                                     double seconds) {
+  const int64_t R = p.ranks;
+  AllToAllBandwidth b;
+  b.seconds = seconds;
+  for (int64_t r = 0; r < R; ++r) {
+    int64_t all = 0;
+    for (int64_t q = 0; q < R; ++q) all += rows[static_cast<std::size_t>(combine ? q * R + r : r * R + q)];
+    const double alg = static_cast<double>(all) * bytes_per_send;
+    const double bus = static_cast<double>(all - rows[static_cast<std::size_t>(r * R + r)]) * bytes_per_send;
+    if (alg > b.alg_bytes) { b.alg_bytes = alg; b.alg_rank = r; }
+    if (bus > b.bus_bytes) { b.bus_bytes = bus; b.bus_rank = r; }
+  }
+  return b;
+}
+
 double bytes_moved(const Params& p) { return spec_bytes(input_specs(p)) + spec_bytes(output_specs(p)); }
 
 namespace {

@@ -34,7 +34,9 @@
 //
 // Execution: dispatch and combine are per-rank packing, a transport that moves the packed
 // buffers, and per-rank unpacking; the simulated execution's transport is a move in memory, the
-// MPI execution's is point-to-point messages (tools/ep_mpi.cpp).
+// MPI execution's is point-to-point messages (tools/ep_mpi.cpp). The GPU executions run the same
+// phases as kernels over their own 16-byte-aligned rows (optimized/ep_device.hpp): every rank on
+// one device (variant cuda) or one rank per process over NCCL (tools/ep_nccl.cpp).
 #pragma once
 
 #include <cstdint>
@@ -42,8 +44,8 @@
 #include <vector>
 
 #include "core/tensor.hpp"
-#include "reference/moe_gate.hpp"
 #include "reference/fp8_quant.hpp"
+#include "reference/moe_gate.hpp"
 #include "reference/moe_gate_balance.hpp"
 
 namespace dsv3::ep {
@@ -146,6 +148,24 @@ struct LinkBandwidth {
   double nvlink_gbs() const { return seconds > 0 ? nvlink_bytes / seconds / 1e9 : 0; }
 };
 LinkBandwidth link_bandwidth(const Params& p, const int32_t* sends, double bytes_per_send, double seconds);
+// The same traffic in nccl-tests' all-to-all terms (the transports send each row straight to its
+// target rank, no forwarding): with rows[s][d] the rows rank s dispatches to rank d,
+//   S(r)   = the rows rank r sends, itself included, x bytes per send
+//            (dispatch: sum_d rows[r][d]; combine, which sends every received row back: sum_s rows[s][r])
+//   algbw  = max_r S(r) / time
+//   busbw  = max_r (S(r) - its rows to itself x bytes per send) / time: the bytes that leave the
+//            rank, nccl-tests' (n - 1) / n factor for uneven traffic
+// Each maximum is over ranks, the rank named; time is the slowest rank's.
+struct AllToAllBandwidth {
+  double seconds = 0;
+  double alg_bytes = 0, bus_bytes = 0;
+  int64_t alg_rank = 0, bus_rank = 0;
+  double algbw_gbs() const { return seconds > 0 ? alg_bytes / seconds / 1e9 : 0; }
+  double busbw_gbs() const { return seconds > 0 ? bus_bytes / seconds / 1e9 : 0; }
+};
+std::vector<int64_t> rows_sent(const Params& p, const std::vector<Tensor>& in);  // [R R] row-major: rows[s][d]
+AllToAllBandwidth alltoall_bandwidth(const Params& p, const std::vector<int64_t>& rows, bool combine, double bytes_per_send,
+                                     double seconds);
 double bytes_moved(const Params& p);  // every input read once and every output written once
 double expert_scale(int64_t e, int64_t experts);  // s_e = 1 + e / E
 

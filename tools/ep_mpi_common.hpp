@@ -185,6 +185,10 @@ inline int gather_and_report(const ep::Params& p, const std::vector<Tensor>& in,
   // Per-link bandwidth as DeepEP counts it (reference/ep.hpp link_bandwidth): the busiest rank.
   const ep::LinkBandwidth bw[2] = {ep::link_bandwidth(p, sends.data(), ep::bytes_per_dispatch_send(p), slowest[0]),
                                    ep::link_bandwidth(p, sends.data(), ep::bytes_per_combine_send(p), slowest[1])};
+  // And in nccl-tests' all-to-all terms (reference/ep.hpp alltoall_bandwidth): algbw, busbw.
+  const std::vector<int64_t> rows = ep::rows_sent(p, in);
+  const ep::AllToAllBandwidth a2a[2] = {ep::alltoall_bandwidth(p, rows, false, ep::bytes_per_dispatch_send(p), slowest[0]),
+                                        ep::alltoall_bandwidth(p, rows, true, ep::bytes_per_combine_send(p), slowest[1])};
   const char* names[2] = {"dispatch", "combine"};
   nlohmann::json row = {{"case", p.to_string()}, {"processes", g_world.size}, {"execution", how}, {"identical", diffs == 0}};
   row.update(extra);
@@ -192,8 +196,13 @@ inline int gather_and_report(const ep::Params& p, const std::vector<Tensor>& in,
     std::printf("%-8s  IB %.4g GB/s (rank %lld: %.0f B)   NVLink %.4g GB/s (rank %lld: %.0f B)   in %.3f ms\n", names[i], bw[i].ib_gbs(),
                 static_cast<long long>(bw[i].ib_rank), bw[i].ib_bytes, bw[i].nvlink_gbs(), static_cast<long long>(bw[i].nvlink_rank),
                 bw[i].nvlink_bytes, bw[i].seconds * 1e3);
+    std::printf("%-8s  algbw %.4g GB/s (rank %lld: %.0f B)   busbw %.4g GB/s (rank %lld: %.0f B)\n", "", a2a[i].algbw_gbs(),
+                static_cast<long long>(a2a[i].alg_rank), a2a[i].alg_bytes, a2a[i].busbw_gbs(), static_cast<long long>(a2a[i].bus_rank),
+                a2a[i].bus_bytes);
     row[names[i]] = {{"seconds", bw[i].seconds}, {"ib_bytes", bw[i].ib_bytes}, {"ib_rank", bw[i].ib_rank}, {"ib_gbs", bw[i].ib_gbs()},
-                     {"nvlink_bytes", bw[i].nvlink_bytes}, {"nvlink_rank", bw[i].nvlink_rank}, {"nvlink_gbs", bw[i].nvlink_gbs()}};
+                     {"nvlink_bytes", bw[i].nvlink_bytes}, {"nvlink_rank", bw[i].nvlink_rank}, {"nvlink_gbs", bw[i].nvlink_gbs()},
+                     {"alg_bytes", a2a[i].alg_bytes}, {"alg_rank", a2a[i].alg_rank}, {"algbw_gbs", a2a[i].algbw_gbs()},
+                     {"bus_bytes", a2a[i].bus_bytes}, {"bus_rank", a2a[i].bus_rank}, {"busbw_gbs", a2a[i].busbw_gbs()}};
   }
   if (!json.empty()) write_json_atomic(json, row);
   return diffs ? 1 : 0;
