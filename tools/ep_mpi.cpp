@@ -84,17 +84,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &g_world.size);
-  g_world.tool = "dsv3_ep_mpi";
-  int code = 0;
-  try {
-    code = run(argc, argv);
-  } catch (const std::exception& e) {
-    abort_job(e.what(), 2);
-  }
-  MPI_Finalize();
-  return code;
-}
+int main(int argc, char** argv) { return dsv3::ep_mpi::main_of(argc, argv, "dsv3_ep_mpi", run); }

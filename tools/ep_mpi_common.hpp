@@ -208,4 +208,21 @@ inline int gather_and_report(const ep::Params& p, const std::vector<Tensor>& in,
   return diffs ? 1 : 0;
 }
 
+// main() of a tool: MPI up, run(argc, argv), MPI down; an exception (bad input, no GPU, a CUDA or
+// NCCL error) is named and aborts the job with exit status 2.
+inline int main_of(int argc, char** argv, const char* tool, int (*run)(int, char**)) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_world.size);
+  g_world.tool = tool;
+  int code = 0;
+  try {
+    code = run(argc, argv);
+  } catch (const std::exception& e) {
+    abort_job(e.what(), 2);
+  }
+  MPI_Finalize();
+  return code;
+}
+
 }  // namespace dsv3::ep_mpi

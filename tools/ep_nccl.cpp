@@ -50,18 +50,23 @@ void nccl_check(ncclResult_t r, const char* expr) {
 }
 #define NCCL_CHECK(expr) nccl_check((expr), #expr)
 
+// The communicator's state: ncclSuccess or ncclInProgress; an asynchronous NCCL error aborts the
+// communicator and the job, named.
+ncclResult_t comm_state(ncclComm_t comm, const char* what) {
+  ncclResult_t state = ncclSuccess;
+  NCCL_CHECK(ncclCommGetAsyncError(comm, &state));
+  if (state != ncclSuccess && state != ncclInProgress) {
+    ncclCommAbort(comm);
+    abort_job(std::string(what) + ": NCCL error " + ncclGetErrorString(state), 2);
+  }
+  return state;
+}
+
 // Polls until the communicator has no operation in progress; gives up (aborting the
 // communicator and the job) at the deadline or on an asynchronous NCCL error.
 void wait_comm(ncclComm_t comm, const char* what) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(g_world.timeout);
-  while (true) {
-    ncclResult_t state = ncclSuccess;
-    NCCL_CHECK(ncclCommGetAsyncError(comm, &state));
-    if (state == ncclSuccess) return;
-    if (state != ncclInProgress) {
-      ncclCommAbort(comm);
-      abort_job(std::string(what) + ": NCCL error " + ncclGetErrorString(state), 2);
-    }
+  while (comm_state(comm, what) != ncclSuccess) {
     if (std::chrono::steady_clock::now() > deadline) {
       ncclCommAbort(comm);
       abort_job(std::string(what) + ": NCCL made no progress within " + std::to_string(g_world.timeout) + " s (a peer died or stalled)", 3);
@@ -77,12 +82,7 @@ void wait_stream(cudaStream_t s, ncclComm_t comm, const char* what) {
     const cudaError_t e = cudaStreamQuery(s);
     if (e == cudaSuccess) return;
     if (e != cudaErrorNotReady) DSV3_CUDA_CHECK(e);
-    ncclResult_t state = ncclSuccess;
-    NCCL_CHECK(ncclCommGetAsyncError(comm, &state));
-    if (state != ncclSuccess && state != ncclInProgress) {
-      ncclCommAbort(comm);
-      abort_job(std::string(what) + ": NCCL error " + ncclGetErrorString(state), 2);
-    }
+    comm_state(comm, what);
     if (std::chrono::steady_clock::now() > deadline) {
       ncclCommAbort(comm);
       abort_job(std::string(what) + ": the GPU work did not finish within " + std::to_string(g_world.timeout) + " s (a peer died or stalled)", 3);
@@ -238,17 +238,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &g_world.size);
-  g_world.tool = "dsv3_ep_nccl";
-  int code = 0;
-  try {
-    code = run(argc, argv);
-  } catch (const std::exception& e) {  // bad input, no GPU, CUDA and NCCL errors: named, exit 2
-    abort_job(e.what(), 2);
-  }
-  MPI_Finalize();
-  return code;
-}
+int main(int argc, char** argv) { return dsv3::ep_mpi::main_of(argc, argv, "dsv3_ep_nccl", run); }
