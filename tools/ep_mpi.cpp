@@ -56,14 +56,8 @@ int run(int argc, char** argv) {
   CLI::App app{"One ep case (expert-parallel dispatch and combine) with one MPI process per rank, checked against the simulated execution"};
   dsv3::ep_mpi::Options opt;
   opt.add_to(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (g_world.rank == 0) app.exit(e);
-    return e.get_exit_code() == 0 ? 0 : 2;
-  }
-  const dsv3::ep::Params p = opt.params();
-  dsv3::ep_mpi::require_same_case(p);
+  if (int code = 0; !opt.parse(app, argc, argv, code)) return code;
+  const dsv3::ep::Params p = opt.p;
 
   const std::vector<dsv3::Tensor> in = dsv3::ep::make_inputs(p);
   std::vector<dsv3::Tensor> out = dsv3::allocate(dsv3::ep::output_specs(p));

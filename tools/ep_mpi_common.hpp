@@ -120,6 +120,10 @@ struct Options {
     app.add_option("--json", json, "Rank 0 writes the case, the times and the per-link bandwidths here (JSON, atomically)");
   }
 
+  // Parses the command line (false: --help or a parse error, `exit_code` set), then makes the
+  // case and checks that every rank runs the same one.
+  bool parse(CLI::App& app, int argc, char** argv, int& exit_code);
+
   // The case with the world size as R (throws std::invalid_argument naming a bad field).
   ep::Params params() {
     p.ranks = g_world.size;
@@ -150,6 +154,18 @@ inline void require_same_case(const ep::Params& p) {
   for (int r = 0; r < g_world.size; ++r)
     if (std::strncmp(all.data() + 256 * r, mine, 256) != 0)
       abort_job("rank " + std::to_string(r) + " runs another case: '" + std::string(all.data() + 256 * r) + "' vs '" + mine + "'", 2);
+}
+
+inline bool Options::parse(CLI::App& app, int argc, char** argv, int& exit_code) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (g_world.rank == 0) app.exit(e);
+    exit_code = e.get_exit_code() == 0 ? 0 : 2;
+    return false;
+  }
+  require_same_case(params());
+  return true;
 }
 
 // Collective: the slowest rank's dispatch and combine seconds and the summed link sends reach

@@ -133,14 +133,8 @@ int run(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "Untimed iterations first")->capture_default_str()->check(CLI::NonNegativeNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (g_world.rank == 0) app.exit(e);
-    return e.get_exit_code() == 0 ? 0 : 2;
-  }
-  const dsv3::ep::Params p = opt.params();
-  dsv3::ep_mpi::require_same_case(p);
+  if (int code = 0; !opt.parse(app, argc, argv, code)) return code;
+  const dsv3::ep::Params p = opt.p;
   const int device = pick_device();
 
   ncclUniqueId id;
