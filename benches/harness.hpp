@@ -35,7 +35,7 @@ void measure_gpu_ceilings_into(Ceilings& c, bool quick);
 
 struct Options {
   std::string filter;           // ECMAScript regex on "<component>/<variant>/<case>"; empty = all
-  double cpu_max_bytes = 3e8;   // CPU variants skip larger cases (the reference is single-threaded)
+  double cpu_max_bytes = 3e8;   // CPU variants skip larger cases (a CPU reference at V3 sizes is slow)
   bool validate = true;         // check each variant against the reference once before timing
   bool flush_l2 = false;        // flush L2 before every timed CUDA launch
   bool progress = true;         // "[i/n] name" lines on stderr

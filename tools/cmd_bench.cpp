@@ -120,7 +120,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--repetitions", run->repetitions, "Repetitions per benchmark (median and spread reported)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--cpu-max-bytes", run->options.cpu_max_bytes,
-                  "CPU variants skip cases moving more bytes than this (the reference is single-threaded)")
+                  "CPU variants skip cases moving more bytes than this (a CPU reference at V3 sizes takes seconds to minutes per call)")
       ->capture_default_str();
   cmd->add_option("--min-time", run->options.min_time,
                   "Seconds of timed work per benchmark (CUDA: of GPU time; see benches/harness.hpp)")
