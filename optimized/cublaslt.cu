@@ -8,6 +8,18 @@ void lt_check(cublasStatus_t s, const char* expr, const char* file, int line) {
                   cublasLtGetStatusString(s) + " (status " + std::to_string(static_cast<int>(s)) + ")");
 }
 
+CublasHandle::CublasHandle() {
+  DSV3_LT_CHECK(cublasCreate(&handle_));
+  if (const cublasStatus_t s = cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH); s != CUBLAS_STATUS_SUCCESS) {
+    cublasDestroy(handle_);
+    lt_check(s, "cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH)", __FILE__, __LINE__);
+  }
+}
+
+CublasHandle::~CublasHandle() {
+  if (handle_) cublasDestroy(handle_);
+}
+
 LtMatmul::LtMatmul() { DSV3_LT_CHECK(cublasLtCreate(&handle)); }
 
 LtMatmul::LtMatmul(cublasLtHandle_t borrowed) : handle(borrowed), owns_handle(false) {}

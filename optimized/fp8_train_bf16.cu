@@ -49,14 +49,7 @@ class Bf16Step final : public DeviceRunner<Params> {
       g13_ = DeviceBuffer(2 * fp * k * 4, "dW13");
     }
     konst_ = adamw_const(p_.adamw(), p_.step);
-    DSV3_LT_CHECK(cublasCreate(&handle_));
-    DSV3_LT_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
   }
-  ~Bf16Step() override {
-    if (handle_) cublasDestroy(handle_);
-  }
-  Bf16Step(const Bf16Step&) = delete;
-  Bf16Step& operator=(const Bf16Step&) = delete;
 
   void run() override { p_.layer == Layer::linear ? run_linear() : run_swiglu(); }
 
@@ -127,7 +120,7 @@ class Bf16Step final : public DeviceRunner<Params> {
     optimizer_step(konst_, param_specs(p_), dev_, flag_.as<int>());
   }
 
-  cublasHandle_t handle_ = nullptr;
+  CublasHandle handle_;
   math::AdamWConst konst_{};
   DeviceBuffer flag_, wb_, w2b_, h_, a_, da_, a2_, dh_, g13_;
 };

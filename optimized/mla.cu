@@ -52,13 +52,7 @@ class PrefillRunner final : public DeviceRunner<Params> {
     chunk_ = std::clamp<int64_t>((int64_t{1} << 30) / per_head, 1, p_.heads);
     scores_ = DeviceBuffer(static_cast<std::size_t>(chunk_ * per_head), "prefill scores");
     probs_ = DeviceBuffer(static_cast<std::size_t>(chunk_ * s * s * 2), "prefill probabilities");
-    DSV3_LT_CHECK(cublasCreate(&handle_));
   }
-  ~PrefillRunner() override {
-    if (handle_) cublasDestroy(handle_);
-  }
-  PrefillRunner(const PrefillRunner&) = delete;
-  PrefillRunner& operator=(const PrefillRunner&) = delete;
 
   void run() override {
     const int s = static_cast<int>(p_.s_q), h = static_cast<int>(p_.heads);
@@ -100,7 +94,7 @@ class PrefillRunner final : public DeviceRunner<Params> {
  private:
   DeviceBuffer scores_, probs_;
   int64_t chunk_ = 1;
-  cublasHandle_t handle_ = nullptr;
+  CublasHandle handle_;
 };
 
 }  // namespace

@@ -73,14 +73,7 @@ class LayerRunner final : public DeviceRunner<Params> {
     hs3_ = DeviceBuffer(T * is * 4, "moe layer shared h3");
     as_ = DeviceBuffer(T * is * 2, "moe layer shared a");
     os_ = DeviceBuffer(T * d * 2, "moe layer shared out");
-    DSV3_LT_CHECK(cublasCreate(&handle_));
-    DSV3_LT_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
   }
-  ~LayerRunner() override {
-    if (handle_) cublasDestroy(handle_);
-  }
-  LayerRunner(const LayerRunner&) = delete;
-  LayerRunner& operator=(const LayerRunner&) = delete;
 
   void run() override {
     const int T = static_cast<int>(p_.tokens), k = static_cast<int>(r_.topk), d = static_cast<int>(r_.dim),
@@ -140,7 +133,7 @@ class LayerRunner final : public DeviceRunner<Params> {
 
   moe_gate::Routing r_;
   DevicePermute perm_;
-  cublasHandle_t handle_ = nullptr;
+  CublasHandle handle_;
   DeviceBuffer g_, idx_, row_of_, xp_, group_, h1_, h3_, a_, o_, hs1_, hs3_, as_, os_;
 };
 
