@@ -6,10 +6,12 @@
 #include <iomanip>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <regex>
 
 #include "core/bundle.hpp"
 #include "core/checker.hpp"
+#include "core/device_guard.hpp"
 #include "core/registry.hpp"
 #if DSV3_HAVE_CUDA
 #include "benches/harness_cuda.hpp"
@@ -66,10 +68,14 @@ Prepared& prepare(const Component& comp, const Variant& v, const Case& c, const 
       if (r.status != Status::pass) p->error = "validation " + std::string(status_name(r.status)) + ": " + r.reason;
     }
     t1 = clock::now();
+    // A CUDA case that lost the context during validation (or an earlier case) is not run again.
+    if (p->error.empty() && v.backend == Backend::cuda) p->error = skip_reason(v, c);
     if (p->error.empty()) {
       // Validated cases reuse the checker's inputs (large cases take seconds to generate).
       p->io = Io{validate ? shared_checker().reference(comp, c).inputs : comp.make_inputs(c), comp.make_outputs(c)};
       for (auto& t : p->io.out) t.poison();
+      std::optional<guard::Scope> on_device;
+      if (v.backend == Backend::cuda) on_device.emplace(key, "bench");
       p->runner = v.prepare(c, p->io);
       if (v.backend == Backend::cuda) {  // warm-up: module load, first-touch, clocks
         p->runner->run();
@@ -78,6 +84,7 @@ Prepared& prepare(const Component& comp, const Variant& v, const Case& c, const 
     }
   } catch (const std::exception& e) {
     p->error = e.what();
+    if (v.backend == Backend::cuda && guard::note_failure(key)) p->error += " [" + guard::context_lost() + "]";
   }
   // Where a long run spends its host time: validation (the reference, once per case) and setup.
   if (opt.progress && seconds(t0, clock::now()) >= 1.0)
@@ -95,8 +102,11 @@ void run_benchmark(benchmark::State& state, const Component* comp, const Variant
     for (auto _ : state) {}
     return;
   }
+  std::optional<guard::Scope> on_device;
+  if (v->backend == Backend::cuda) on_device.emplace(p.key, "bench");
   try {
     for (auto _ : state) {
+      if (on_device) on_device->touch();
 #if DSV3_HAVE_CUDA
       if (v->backend == Backend::cuda) {
         // kCudaCallsPerIteration back-to-back launches between one event pair: the mean per call,
@@ -112,7 +122,9 @@ void run_benchmark(benchmark::State& state, const Component* comp, const Variant
     }
     p.runner->fetch();
   } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
+    std::string why = e.what();
+    if (v->backend == Backend::cuda && guard::note_failure(p.key)) why += " [" + guard::context_lost() + "]";
+    state.SkipWithError(why.c_str());
     return;
   }
   const double bytes = comp->bytes(c), flops = comp->flops(c);

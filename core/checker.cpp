@@ -2,6 +2,9 @@
 
 #include <cstring>
 #include <exception>
+#include <optional>
+
+#include "core/device_guard.hpp"
 
 namespace dsv3 {
 
@@ -10,8 +13,10 @@ std::string_view status_name(Status s) {
 }
 
 std::string skip_reason(const Variant& v, const Case& c) {
-  if (v.backend == Backend::cuda && !cuda_presence().available)
-    return "no CUDA device: " + cuda_presence().reason;
+  if (v.backend == Backend::cuda) {
+    if (!cuda_presence().available) return "no CUDA device: " + cuda_presence().reason;
+    if (std::string why = guard::cuda_skip_reason(v.component + "/" + v.name); !why.empty()) return why;
+  }
   return v.unsupported(c);
 }
 
@@ -37,13 +42,19 @@ const Checker::RefEntry& Checker::reference(const Component& comp, const Case& c
 CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c) {
   CaseResult r{comp.name, v.name, c.id, Status::skip, skip_reason(v, c), {}};
   if (!r.reason.empty()) return r;
+  const std::string item = comp.name + "/" + v.name + "/" + c.id;
   try {
     const RefEntry& ref = reference(comp, c);
     Io io{ref.inputs, comp.make_outputs(c)};
     for (auto& t : io.out) t.poison();
-    auto runner = v.prepare(c, io);
-    runner->run();
-    runner->fetch();
+    std::unique_ptr<Runner> runner;
+    {
+      std::optional<guard::Scope> on_device;  // the reference above ran on the host: not timed
+      if (v.backend == Backend::cuda) on_device.emplace(item, "check");
+      runner = v.prepare(c, io);
+      runner->run();
+      runner->fetch();
+    }
     r.status = Status::pass;
     auto record = [&r](CompareReport rep) {  // the first failing report names the case's failure
       if (!rep.pass && r.status == Status::pass) {
@@ -74,6 +85,8 @@ CaseResult Checker::check(const Component& comp, const Variant& v, const Case& c
   } catch (const std::exception& e) {
     r.status = Status::fail;
     r.reason = std::string("error: ") + e.what();
+    if (v.backend == Backend::cuda && guard::note_failure(item))
+      r.reason += " [the CUDA context is lost: " + comp.name + "/" + v.name + " is quarantined and later CUDA cases of this process are skipped]";
   }
   return r;
 }

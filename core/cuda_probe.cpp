@@ -53,6 +53,15 @@ DeviceInfo device_info() {
   d.l2_bytes = attr(cudaDevAttrL2CacheSize);
   return d;
 }
+
+std::string cuda_context_error() {
+  if (!cuda_presence().available) return "";
+  (void)cudaGetLastError();  // a failed launch (bad configuration) is not sticky: forget it
+  cudaError_t e = cudaDeviceSynchronize();
+  if (e == cudaSuccess) e = cudaGetLastError();
+  if (e == cudaSuccess) return "";
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
 #else
 const CudaPresence& cuda_presence() {
   static const CudaPresence p{false, "dsv3bench was built without CUDA (DSV3_ENABLE_CUDA=OFF)"};
@@ -63,6 +72,7 @@ DeviceInfo device_info() {
   d.reason = cuda_presence().reason;
   return d;
 }
+std::string cuda_context_error() { return ""; }
 #endif
 
 }  // namespace dsv3

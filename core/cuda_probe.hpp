@@ -25,4 +25,10 @@ DeviceInfo device_info();  // device 0
 
 bool built_with_cuda();
 
+// After a CUDA variant failed: "" when the process's CUDA context still works, else the error that
+// every later call will return. A fault inside a kernel (illegal address, misaligned access, trap)
+// is "sticky": the context is lost for the rest of the process, and every CUDA case after it would
+// fail for a reason that is not its own. Clears a pending non-sticky error first.
+std::string cuda_context_error();
+
 }  // namespace dsv3

@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""`dsv3 run --resume` continues an interrupted bench phase at its first unmeasured case.
+"""`dsv3 run --resume` continues an interrupted run where it stopped.
 
-Runs a small `dsv3 run`, then rewrites its bundle as an interruption after the first benchmark
-case would have left it (bench not completed, the last case's row missing), resumes,
-and checks that only the missing case ran, every row is there once, and both invocations are
-recorded. Usage: cli_resume_test.py <path to dsv3> <scratch dir>
+1. Bench: runs a small `dsv3 run`, then rewrites its bundle as an interruption after the first
+   benchmark case would have left it (bench not completed, the last case's row missing), resumes,
+   and checks that only the missing case ran, every row is there once, and both invocations are
+   recorded.
+2. Check, after a death in GPU code (core/device_guard.hpp): rewrites the bundle as a process that
+   died in a CUDA case of the check phase leaves it (check not completed, the last rows missing, the
+   in-flight marker naming the case), resumes, and checks that the case is a failure with the
+   reason, its variant is quarantined, the other missing rows were checked once, and the exit
+   status is 1. The case is one of rmsnorm/cuda's, skipped here for want of a GPU: the marker is
+   all the resumed run knows, which is the point.
+Usage: cli_resume_test.py <path to dsv3> <scratch dir>
 """
 import json
 import os
@@ -13,14 +20,15 @@ import shutil
 import subprocess
 import sys
 
-FILTER = "fp8_quant/ref/quant_1x128 m=4096 k=(2048|7168) e4m3 divide f32 normal"  # two cases: two batches
+# Two benchmark cases (two batches), and eval cases of a CUDA variant for the check phase.
+FILTER = "fp8_quant/ref/quant_1x128 m=4096 k=(2048|7168) e4m3 divide f32 normal|rmsnorm/cuda/rows=1 dim=1 "
 
 
-def run(dsv3, out, *extra):
+def run(dsv3, out, *extra, expect=0):
     cmd = [dsv3, "run", "--quick", "--no-plots", "--filter", FILTER, "--out", out, *extra]
     p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}\n{p.stderr[-3000:]}")
+    if p.returncode != expect:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, expected {expect}\n{p.stderr[-3000:]}")
     return p.stderr
 
 
@@ -65,6 +73,57 @@ def main():
     if [i.get("resume") for i in inv] != [False, True]:
         sys.exit(f"FAIL: invocations {inv}")
     print("ok: resumed run measured only", measured[1])
+    resume_after_death_in_gpu_code(dsv3, scratch, full)
+
+
+def resume_after_death_in_gpu_code(dsv3, scratch, full):
+    path, marker = os.path.join(scratch, "bundle.json"), os.path.join(scratch, "inflight.json")
+    rows = full["correctness"]
+    if len(rows) < 3 or any(r["variant"] != "cuda" for r in rows):
+        sys.exit(f"FAIL: expected rmsnorm/cuda check rows for filter {FILTER!r}, got {len(rows)}")
+    died_in, missing = rows[-2], rows[-1]
+    item = f"{died_in['component']}/{died_in['variant']}/{died_in['case']}"
+    cut = dict(full)
+    cut["completed_phases"] = ["environment", "ceilings"]
+    cut["correctness"] = rows[:-2]
+    with open(path, "w") as f:
+        json.dump(cut, f)
+    with open(marker, "w") as f:
+        json.dump({"item": item, "phase": "check", "utc": "2026-01-01T00:00:00Z"}, f)
+    log = run(dsv3, scratch, "--resume", expect=1)  # the case that died is a failure
+    if os.path.exists(marker):
+        sys.exit("FAIL: the resumed run left the stale in-flight marker")
+    if f"check of {item}: the previous invocation ended while this ran" not in log:
+        sys.exit("FAIL: the resumed run did not name the case the previous one died in:\n" + log[-3000:])
+    with open(path) as f:
+        resumed = json.load(f)
+    q = resumed.get("quarantine", [])
+    if [(e.get("variant"), e.get("item"), e.get("phase")) for e in q] != [("rmsnorm/cuda", item, "check")]:
+        sys.exit(f"FAIL: quarantine {q}")
+    keys = [f"{r['component']}/{r['variant']}/{r['case']}" for r in resumed["correctness"]]
+    if sorted(keys) != sorted(f"{r['component']}/{r['variant']}/{r['case']}" for r in rows):
+        sys.exit(f"FAIL: check rows after resuming are not the original ones, each once: {len(keys)} rows")
+    got = {f"{r['component']}/{r['variant']}/{r['case']}": r for r in resumed["correctness"]}
+    dead = got[item]
+    if dead["status"] != "fail" or "the previous invocation ended while this ran" not in dead["reason"]:
+        sys.exit(f"FAIL: the case the run died in: {dead}")
+    other = got[f"{missing['component']}/{missing['variant']}/{missing['case']}"]
+    if other["status"] != "skip":  # checked again: no GPU here
+        sys.exit(f"FAIL: the other missing case: {other}")
+    if "check" not in resumed["completed_phases"]:
+        sys.exit(f"FAIL: phases after resuming: {resumed['completed_phases']}")
+    # REPORT.md names the quarantined variant, the case and the reason (scripts/report.py: stdlib only).
+    report = os.path.join(scratch, "REPORT.md")
+    scripts = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts")
+    p = subprocess.run([sys.executable, os.path.join(scripts, "report.py"), path, "--out", report],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"FAIL: report.py exited {p.returncode}: {p.stderr[-2000:]}")
+    with open(report) as f:
+        text = f.read()
+    if "Quarantined: 1 variant(s)" not in text or "| rmsnorm/cuda | check |" not in text:
+        sys.exit("FAIL: REPORT.md does not show the quarantine:\n" + text[:3000])
+    print("ok: resumed run failed and quarantined", item)
 
 
 if __name__ == "__main__":

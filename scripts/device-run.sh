@@ -11,6 +11,11 @@
 #   all (default) build + tests + run; `test` build + tests; `run` build + run.
 # Environment: DSV3_RUN_SECONDS  stop `dsv3 run` after this long (default: no limit); the bundle
 #              keeps every finished phase and benchmark case.
+#              DSV3_SUITE_SECONDS  limit per gpu test suite (default 240).
+# A kernel that faults or hangs costs its own variant only (core/device_guard.hpp): every gpu test
+# suite (one variant) runs in its own process under a time limit, and `dsv3 run` is resumed after
+# it stops with exit 75 (a lost CUDA context, or no progress past --gpu-deadline), with that
+# variant quarantined.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=all
@@ -31,12 +36,37 @@ bash scripts/sass-mix.sh build-device/CMakeFiles/dsv3_optimized.dir/optimized/{m
 grep -cE 'QGMMA|HMMA' "$out/pack/sass-mix.txt" | sed 's/^/device-run: sass-mix lines with tensor-core instructions: /'
 gpu_rc=0 run_rc=0
 if [ "$mode" != run ]; then
-  # ctest -L gpu selects the tests named Gpu* (CMakeLists.txt): the same filter, in one process.
-  build-device/dsv3_tests --gtest_filter='Gpu*' --gtest_output="xml:$out/pack/gpu-tests.xml" \
-    > "$out/pack/gpu-tests.log" 2>&1
-  gpu_rc=$?
-  grep -E "^\[==========\] .* ran|^\[  PASSED|^\[  FAILED|^\[  SKIPPED \] [0-9]" "$out/pack/gpu-tests.log"
-  grep -E "^\[  FAILED  \] [A-Za-z]" "$out/pack/gpu-tests.log" | head -20
+  # ctest -L gpu selects the tests named Gpu* (CMakeLists.txt): the same filter, one process per
+  # suite (a suite is one variant; a process per test takes minutes), each under a time limit, so a
+  # kernel that faults (the process's CUDA context is lost) or hangs costs only its own suite.
+  : > "$out/pack/gpu-tests.log"
+  mkdir -p "$out/pack/gpu-tests"
+  for suite in $(build-device/dsv3_tests --gtest_list_tests --gtest_filter='Gpu*' | grep -v '^ ' | tr -d .); do
+    timeout "${DSV3_SUITE_SECONDS:-240}" build-device/dsv3_tests --gtest_filter="$suite.*" \
+      --gtest_output="xml:$out/pack/gpu-tests/$suite.xml" >> "$out/pack/gpu-tests.log" 2>&1
+    rc=$?
+    case $rc in
+      0) ;;
+      124) echo "device-run: $suite stopped after ${DSV3_SUITE_SECONDS:-240} s (a hang?)"
+           echo "device-run: $suite stopped after ${DSV3_SUITE_SECONDS:-240} s" >> "$out/pack/gpu-tests.log"; gpu_rc=1 ;;
+      1) gpu_rc=1 ;;
+      *) echo "device-run: $suite ended with status $rc (a crash?)"
+         echo "device-run: $suite ended with status $rc" >> "$out/pack/gpu-tests.log"; gpu_rc=1 ;;
+    esac
+  done
+  # One line per suite: tests passed, failed, skipped.
+  python3 - "$out/pack/gpu-tests" <<'PY'
+import glob, os, sys, xml.etree.ElementTree as ET
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.xml"))):
+    ts = ET.parse(f).getroot().find("testsuite")
+    if ts is None:
+        continue
+    cases = ts.findall("testcase")
+    failed = sum(1 for c in cases if c.find("failure") is not None)
+    skipped = sum(1 for c in cases if c.find("skipped") is not None)
+    print(f"device-run: {ts.get('name'):44s} {len(cases) - failed - skipped:4d} pass {failed:4d} fail {skipped:4d} skip")
+PY
+  grep -E "^\[  FAILED  \] [A-Za-z]" "$out/pack/gpu-tests.log" | sort -u | head -20
   # The own kernels under compute-sanitizer (memcheck, racecheck) on a few small cases: MLA decode
   # with split and unsplit sequences, both cache formats, s_q 2 with a head slice; the FP8 GEMM with
   # row and column tails, empty and padded contiguous groups, masked groups. Logs beside the test log.
@@ -52,7 +82,7 @@ if [ "$mode" != run ]; then
     cases+=':GpuCheck_ep_cuda.deepseek_v2_lite_16b_R_4_G_2_T_16_D_256_M_1_bf16'
     cases+=':GpuCheck_ep_cuda.deepseek_v3_671b_R_4_G_2_T_16_D_256_M_2_fp8_combine_logfmt10_x_2__6'
     for tool in memcheck racecheck; do
-      "$san" --tool "$tool" --error-exitcode 3 build-device/dsv3_tests --gtest_filter="$cases" \
+      timeout 300 "$san" --tool "$tool" --error-exitcode 3 build-device/dsv3_tests --gtest_filter="$cases" \
         > "$out/pack/sanitizer-$tool.log" 2>&1
       rc=$?
       echo "device-run: compute-sanitizer $tool rc=$rc ($(grep -cE '^\[       OK' "$out/pack/sanitizer-$tool.log") tests ok;" \
@@ -89,10 +119,23 @@ fi
 if [ "$mode" != test ]; then
   slug=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g; s/-$//')
   dir="results/$(date -u +%F)_${slug}"
-  limit=()
-  [ -n "${DSV3_RUN_SECONDS:-}" ] && limit=(timeout "$DSV3_RUN_SECONDS")
-  "${limit[@]}" build-device/dsv3 run --resume --out "$dir" "$@" > "$out/pack/run.log" 2>&1
-  run_rc=$?
+  # Exit 75: a kernel lost the CUDA context or hung; the bundle is saved with that variant
+  # quarantined, and a fresh process continues.
+  start=$(date +%s)
+  : > "$out/pack/run.log"
+  while :; do
+    limit=()
+    if [ -n "${DSV3_RUN_SECONDS:-}" ]; then
+      left=$(( DSV3_RUN_SECONDS - ($(date +%s) - start) ))
+      [ "$left" -gt 10 ] || { run_rc=124; break; }
+      limit=(timeout "$left")
+    fi
+    "${limit[@]}" build-device/dsv3 run --resume --out "$dir" "$@" >> "$out/pack/run.log" 2>&1
+    run_rc=$?
+    [ "$run_rc" = 75 ] || break
+    echo "device-run: $(grep -E 'quarantined|no progress' "$out/pack/run.log" | tail -1 | cut -c1-300)"
+    echo "device-run: resuming dsv3 run in a new process"
+  done
   [ "$run_rc" = 124 ] && echo "device-run: dsv3 run stopped after ${DSV3_RUN_SECONDS}s; call again to resume"
   tail -30 "$out/pack/run.log"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bundle phases:', d['completed_phases'])" \

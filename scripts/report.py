@@ -143,6 +143,13 @@ def correctness_section(bundles):
             counts.setdefault((r["component"], r["variant"]), {"pass": 0, "fail": 0, "skip": 0})[r["status"]] += 1
         total = {s: sum(c[s] for c in counts.values()) for s in ("pass", "fail", "skip")}
         out += [f"Summary: {total['pass']} pass, {total['fail']} fail, {total['skip']} skip.", ""]
+        quarantined = b.get("quarantine") or []
+        if quarantined:  # core/device_guard.hpp: a kernel that faulted, hung, or was running when the run died
+            out += [f"**Quarantined: {len(quarantined)} variant(s)** stopped running after the case named; "
+                    "their later cases are skipped with this reason.", ""]
+            out += table(["variant", "phase", "case", "reason"],
+                         [[cell(q.get("variant", "")), cell(q.get("phase", "")), cell(q.get("item", "")), cell(q.get("reason", ""))]
+                          for q in quarantined])
         out += table(["component", "variant", "pass", "fail", "skip"],
                      [[cell(k[0]), cell(k[1]), str(c["pass"]), f"**{c['fail']}**" if c["fail"] else "0", str(c["skip"])]
                       for k, c in counts.items()])

@@ -10,6 +10,7 @@
 #include <set>
 #include <unistd.h>
 
+#include "core/device_guard.hpp"
 #include "core/json_file.hpp"
 #include "core/registry.hpp"
 #include "tools/commands.hpp"
@@ -128,12 +129,14 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--quick", *quick, "Smaller ceiling measurements and one repetition");
   cmd->add_flag("--no-validate", *no_validate, "Skip the one-time check against the reference before timing");
   cmd->add_flag("--flush-l2", run->options.flush_l2, "Flush L2 before every timed CUDA launch (cold cache)");
+  auto deadline = add_gpu_deadline_option(cmd);
   cmd->add_option("--benchmark-arg", run->extra_args, "Passed to Google Benchmark as is (repeatable; --benchmark_min_time is overridden: use --min-time)");
   cmd->footer("Counters per row: GBps (component bytes / time), frac_ceiling (of the measured copy bandwidth),\n"
               "TFLOPps where the component declares flops.");
   cmd->callback([=] {
     if (*quick) run->repetitions = 1;
     run->options.validate = !*no_validate;
+    guard::configure({}, *deadline);
     const bench::Ceilings c = measure_ceilings(*quick);
     nlohmann::json j = run_benchmarks(c, *run);
     j["ceilings"] = c.rows;

@@ -6,13 +6,14 @@
 #include <regex>
 
 #include "core/bundle.hpp"
+#include "core/device_guard.hpp"
 #include "core/json_file.hpp"
 #include "core/registry.hpp"
 #include "tools/commands.hpp"
 
 namespace dsv3::cli {
 
-std::vector<CaseResult> run_checks(const std::string& filter, bool progress) {
+std::vector<CaseResult> run_checks(const std::string& filter, bool progress, const CheckHooks& hooks) {
   const std::regex re(filter.empty() ? std::string(".*") : filter);
   auto& reg = Registry::instance();
   struct Item { const Component* comp; const Variant* v; const Case* c; };
@@ -24,7 +25,8 @@ std::vector<CaseResult> run_checks(const std::string& filter, bool progress) {
     // Case-major order, so the checker's reference cache serves every variant of a case.
     for (const auto& c : all_cases.back())
       for (const Variant* v : reg.variants(comp.name))
-        if (v->name != "ref" && std::regex_search(comp.name + "/" + v->name + "/" + c.id, re))
+        if (const std::string item = comp.name + "/" + v->name + "/" + c.id;
+            v->name != "ref" && std::regex_search(item, re) && !(hooks.done && hooks.done(item)))
           items.push_back({&comp, v, &c});
   }
   std::vector<CaseResult> results;
@@ -33,6 +35,7 @@ std::vector<CaseResult> run_checks(const std::string& filter, bool progress) {
   auto last = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < items.size(); ++i) {
     results.push_back(checker.check(*items[i].comp, *items[i].v, *items[i].c));
+    if (hooks.after && !hooks.after(results.back())) break;
     const auto now = std::chrono::steady_clock::now();
     if (progress && (now - last > std::chrono::seconds(3) || i + 1 == items.size())) {
       std::cerr << "check: " << i + 1 << "/" << items.size() << " cases\n";
@@ -70,6 +73,15 @@ void print_check_table(const std::vector<CaseResult>& results, bool failures_onl
   }
 }
 
+std::shared_ptr<double> add_gpu_deadline_option(CLI::App* cmd) {
+  auto deadline = std::make_shared<double>(kGpuDeadlineDefault);
+  cmd->add_option("--gpu-deadline", *deadline,
+                  "Seconds a CUDA case may run without progress before the process is stopped with exit status 75 "
+                  "(a kernel that hangs cannot be interrupted otherwise); 0 turns the watchdog off")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  return deadline;
+}
+
 void add_check(CLI::App& app) {
   auto* cmd = app.add_subcommand("check", "Run the correctness cases of every variant against the CPU reference");
   auto filter = std::make_shared<std::string>();
@@ -78,10 +90,14 @@ void add_check(CLI::App& app) {
   cmd->add_option("filter", *filter, "ECMAScript regex on '<component>/<variant>/<case>' (default: all)");
   cmd->add_option("--json", *json_out, "Also write the per-case reports (errors per output) to this JSON file");
   cmd->add_flag("--failures-only", *failures_only, "Print only failing rows (the summary is always printed)");
+  auto deadline = add_gpu_deadline_option(cmd);
   cmd->footer(
-      "Exit status: 0 when nothing failed (skips are not failures), 1 when a case failed, 2 on bad input.\n"
-      "CUDA variants are skipped, with the reason, on machines without a usable GPU.");
+      "Exit status: 0 when nothing failed (skips are not failures), 1 when a case failed, 2 on bad input,\n"
+      "75 when a CUDA case hung past --gpu-deadline.\n"
+      "CUDA variants are skipped, with the reason, on machines without a usable GPU. A kernel fault loses the\n"
+      "process's CUDA context: that case fails and every later CUDA case is skipped, naming it.");
   cmd->callback([=] {
+    guard::configure({}, *deadline);
     const std::vector<CaseResult> results = run_checks(*filter, true);
     if (results.empty()) throw std::invalid_argument("no case matches the filter '" + *filter + "' (see dsv3 list)");
     print_check_table(results, *failures_only);
@@ -90,6 +106,10 @@ void add_check(CLI::App& app) {
       for (const auto& r : results) j.push_back(to_json(r));
       write_json_atomic(*json_out, j);
     }
+    if (const std::string lost = guard::context_lost(); !lost.empty())
+      std::cerr << "check: " << lost << ": the CUDA cases after it were skipped; check them in a new process, e.g. "
+                << "dsv3 check '" << *filter << "' with " << guard::variant_of(guard::context_lost_in())
+                << " left out of the filter\n";
     for (const auto& r : results)
       if (r.status == Status::fail) throw Exit{1};
   });

@@ -9,8 +9,11 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <optional>
+#include <set>
 
 #include "core/bundle.hpp"
+#include "core/device_guard.hpp"
 #include "core/json_file.hpp"
 #include "core/registry.hpp"
 #include "reference/netmodel.hpp"
@@ -37,6 +40,49 @@ int run_script(const std::string& script, const std::string& args) {
   return std::system(cmd.c_str());
 }
 
+// The variants earlier invocations quarantined (doc["quarantine"]), and the item a dead one left in
+// the in-flight marker: that item is recorded as failed in its phase (a hang or a crash is a
+// failure) and its variant quarantined, so this invocation does not run it again.
+void restore_quarantine(nlohmann::json& doc, const std::filesystem::path& marker) {
+  if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
+  if (auto stale = guard::take_stale_marker(marker)) {
+    const std::string item = stale->value("item", "unknown"), phase = stale->value("phase", "unknown");
+    const std::string why = "the previous invocation ended while this ran: " +
+                            stale->value("why", std::string("a crash, or killed from outside (see its log)"));
+    std::cerr << "run: " << phase << " of " << item << ": " << why << "; " << guard::variant_of(item)
+              << " is quarantined\n";
+    doc["quarantine"].push_back({{"variant", guard::variant_of(item)}, {"item", item}, {"phase", phase}, {"reason", why}});
+    if (phase == "check") {
+      const auto first = item.find('/'), second = item.find('/', first + 1);
+      if (!doc.contains("correctness")) doc["correctness"] = nlohmann::json::array();
+      if (second != std::string::npos)
+        doc["correctness"].push_back({{"component", item.substr(0, first)},
+                                      {"variant", item.substr(first + 1, second - first - 1)},
+                                      {"case", item.substr(second + 1)}, {"status", "fail"}, {"reason", why}, {"outputs", nlohmann::json::array()}});
+    } else if (phase == "bench") {
+      if (!doc.contains("benchmarks")) doc["benchmarks"] = nlohmann::json::array();
+      doc["benchmarks"].push_back({{"name", item}, {"run_name", item}, {"error_occurred", true}, {"error_message", why}});
+    }
+  }
+  for (const auto& q : doc["quarantine"]) {
+    const std::string item = q.value("item", ""), reason = q.value("reason", "");
+    guard::quarantine(q.value("variant", ""), reason.find(item) != std::string::npos ? reason : item + ": " + reason);
+  }
+}
+
+// After a CUDA case lost the context: records its variant's quarantine, saves the bundle and ends
+// the process with kRestartExit; `dsv3 run --resume` continues in a fresh one.
+[[noreturn]] void restart_for_lost_context(BundleWriter& bundle, const std::string& phase) {
+  const std::string item = guard::context_lost_in();
+  bundle.doc()["quarantine"].push_back(
+      {{"variant", guard::variant_of(item)}, {"item", item}, {"phase", phase}, {"reason", guard::context_lost()}});
+  bundle.flush();
+  std::cerr << "run: " << guard::context_lost() << ". The bundle is saved and " << guard::variant_of(item)
+            << " quarantined; continue in a new process with: dsv3 run --resume --out " << bundle.path().parent_path().string()
+            << " (exit " << guard::kRestartExit << ")\n";
+  throw Exit{guard::kRestartExit};
+}
+
 }  // namespace
 
 void add_run(CLI::App& app) {
@@ -51,18 +97,28 @@ void add_run(CLI::App& app) {
   cmd->add_option("--out", *out, "Output directory (default: results/<YYYY-MM-DD>_<device>)");
   cmd->add_option("--filter", *filter, "ECMAScript regex on '<component>/<variant>/<case>' for check and bench");
   cmd->add_flag("--quick", *quick, "Smaller ceilings, one benchmark repetition, smaller studies");
-  cmd->add_flag("--resume", *resume, "Continue the bundle in --out: completed phases, and benchmarks already in it, are not re-run");
+  cmd->add_flag("--resume", *resume, "Continue the bundle in --out: completed phases, and check cases and benchmarks already in it, are not re-run");
   cmd->add_flag("--no-plots", *no_plots, "Do not call scripts/plot.py and scripts/report.py");
   cmd->add_flag("--no-validate", *no_validate,
                 "Bench: skip the check of each variant against the reference before timing (the check phase "
                 "still runs); recorded in the bundle's invocations");
   cmd->add_option("--cpu-max-bytes", run->options.cpu_max_bytes, "CPU variants skip larger perf cases")->capture_default_str();
-  cmd->footer("Exit status: 0 when every check passed or was skipped, 1 when a check failed, 2 on errors.");
+  auto deadline = add_gpu_deadline_option(cmd);
+  cmd->footer(
+      "Exit status: 0 when every check passed or was skipped, 1 when a check failed, 2 on errors, 75 when a CUDA\n"
+      "case faulted (the CUDA context is lost) or hung past --gpu-deadline: the bundle keeps what finished, and\n"
+      "--resume continues in a new process with that variant quarantined (its rows say why).\n"
+      "<out>/inflight.json names the CUDA case running at any moment; a run resumed after a crash reads it.");
   cmd->callback([=] {
     const std::filesystem::path dir = out->empty() ? std::filesystem::path("results") / (utc_now("%Y-%m-%d") + "_" + device_slug())
                                                    : std::filesystem::path(*out);
     BundleWriter bundle(dir / "bundle.json", *resume);
     auto& doc = bundle.doc();
+    const std::filesystem::path marker = dir / "inflight.json";
+    if (*resume) restore_quarantine(doc, marker);
+    else std::filesystem::remove(marker);  // an old run's: this bundle starts afresh
+    if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
+    guard::configure(marker, *deadline);
     if (!bundle.done("environment")) {
       doc["created_utc"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
       doc["git"] = git_json();
@@ -93,10 +149,33 @@ void add_run(CLI::App& app) {
       ceilings.rows = doc["ceilings"];
     }
     if (!bundle.done("check")) {
-      std::vector<CaseResult> results = run_checks(*filter, true);
-      print_check_table(results, true);
-      doc["correctness"] = nlohmann::json::array();
-      for (const auto& r : results) doc["correctness"].push_back(to_json(r));
+      // Results are kept as they come (saved every few seconds and before a restart), so a resumed
+      // check phase starts at its first unchecked case.
+      if (!doc.contains("correctness")) doc["correctness"] = nlohmann::json::array();
+      std::set<std::string> checked;
+      for (const auto& r : doc["correctness"])
+        checked.insert(r.value("component", "") + "/" + r.value("variant", "") + "/" + r.value("case", ""));
+      auto saved = std::chrono::steady_clock::now();
+      CheckHooks hooks;
+      hooks.done = [&checked](const std::string& item) { return checked.count(item) > 0; };
+      hooks.after = [&](const CaseResult& r) {
+        doc["correctness"].push_back(to_json(r));
+        if (!guard::context_lost().empty()) restart_for_lost_context(bundle, "check");
+        if (std::chrono::steady_clock::now() - saved > std::chrono::seconds(10)) {
+          bundle.flush();
+          saved = std::chrono::steady_clock::now();
+        }
+        return true;
+      };
+      run_checks(*filter, true, hooks);
+      std::vector<CaseResult> all;  // the summary and the failures, from every invocation's rows
+      for (const auto& r : doc["correctness"]) {
+        const std::string status = r.value("status", "");
+        all.push_back({r.value("component", ""), r.value("variant", ""), r.value("case", ""),
+                       status == "pass" ? Status::pass : status == "fail" ? Status::fail : Status::skip,
+                       r.value("reason", ""), {}});
+      }
+      print_check_table(all, true);
       bundle.mark_done("check");
     }
     if (!bundle.done("studies")) {
@@ -120,11 +199,20 @@ void add_run(CLI::App& app) {
           doc["studies"][st.name] = nlohmann::json::array({{{"skipped", true}, {"reason", skip}}});
           continue;
         }
+        const std::string item = "study/" + st.name;
+        if (st.backend == Backend::cuda) skip = guard::cuda_skip_reason(item);
+        if (!skip.empty()) {
+          doc["studies"][st.name] = nlohmann::json::array({{{"error", skip}}});
+          continue;
+        }
         std::cerr << "study: " << st.name << "\n";
         try {
+          std::optional<guard::Scope> on_device;
+          if (st.backend == Backend::cuda) on_device.emplace(item, "study");
           doc["studies"][st.name] = st.fn(*quick);
         } catch (const std::exception& e) {  // a failing device study must not lose the bundle
           doc["studies"][st.name] = nlohmann::json::array({{{"error", e.what()}}});
+          if (st.backend == Backend::cuda && guard::note_failure(item)) restart_for_lost_context(bundle, "study");
         }
       }
       set_study_artifact_dir({});
@@ -148,6 +236,7 @@ void add_run(CLI::App& app) {
       store(run_benchmarks(ceilings, *run, prior, [&](const nlohmann::json& b) {
         store(b);
         bundle.flush();
+        if (!guard::context_lost().empty()) restart_for_lost_context(bundle, "bench");
       }));
       bundle.mark_done("bench");
     }

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,13 @@ void add_forward(CLI::App& app);
 // Shared by check and run: runs every eval case of every matching variant (the "ref" variant is
 // the comparison baseline and is not checked against itself). `filter` is an ECMAScript regex
 // on "<component>/<variant>/<case>". Prints a progress line every few seconds when `progress`.
-std::vector<CaseResult> run_checks(const std::string& filter, bool progress);
+// dsv3 run's hooks: `done` skips items ("<component>/<variant>/<case>") a resumed bundle already
+// has; `after` sees each result as it comes (to save it) and may stop the phase (returns false).
+struct CheckHooks {
+  std::function<bool(const std::string& item)> done;
+  std::function<bool(const CaseResult&)> after;
+};
+std::vector<CaseResult> run_checks(const std::string& filter, bool progress, const CheckHooks& hooks = {});
 void print_check_table(const std::vector<CaseResult>& results, bool failures_only);
 
 // Shared by bench and run: runs Google Benchmark over the registered perf cases and returns its
@@ -56,6 +63,12 @@ nlohmann::json run_benchmarks(const bench::Ceilings& ceilings, const BenchRun& r
                               nlohmann::json prior = nlohmann::json::object(),
                               const std::function<void(const nlohmann::json&)>& after_batch = {});
 bench::Ceilings measure_ceilings(bool quick);
+
+// --gpu-deadline (check, bench, run): seconds a CUDA case may go without progress before the
+// watchdog of core/device_guard.hpp ends the process (a hang cannot be stopped any other way).
+// Returns the option's storage, default kGpuDeadlineDefault.
+inline constexpr double kGpuDeadlineDefault = 120;
+std::shared_ptr<double> add_gpu_deadline_option(CLI::App* cmd);
 
 // Environment descriptors for the bundle (tools/environment.cpp).
 nlohmann::json host_json();
