@@ -156,6 +156,7 @@ __global__ void __launch_bounds__(Config<BM, BN>::kThreads, 1)
       sm90::mbar_init(&full[s], 1);                   // the producer's arrive.expect_tx
       sm90::mbar_init(&empty[s], C::kConsumers * 4);  // one arrival per consumer warp
     }
+    sm90::fence_proxy_async_shared();
     sm90::mbar_init_fence();
   }
   if (threadIdx.x == producer_thread) {
@@ -249,6 +250,11 @@ __global__ void __launch_bounds__(Config<BM, BN>::kThreads, 1)
   }
 #else
   (void)map_a, (void)map_b, (void)args;
+#if defined(__CUDA_ARCH__)
+  // Built for a target without sm_90a's features (DSV3_CUDA_ARCHITECTURES=90 instead of 90a): the
+  // body is empty, so stop loudly rather than leave D unwritten.
+  __trap();
+#endif
 #endif
 }
 
@@ -283,13 +289,19 @@ class WgmmaRunner final : public DeviceRunner<Params> {
     a_.c = p_.accumulate ? dev_.in<float>(io.in.size() - 1) : nullptr;
     a_.d = dev_.out<uint8_t>(0);
     a_.out_f32 = p_.out == DType::f32;
+    const int64_t tiles_total = tiles::tile_count(a_.grid);
+    ctas_ = static_cast<int>(std::min<int64_t>(sms, tiles_total));
+    // No tiles (every contiguous group empty): nothing to launch, and no tensor map over 0 rows
+    // (cuTensorMapEncodeTiled refuses a dimension of 0).
+    if (ctas_ == 0 || p_.a_rows() == 0) {
+      ctas_ = 0;
+      return;
+    }
     const auto k = static_cast<uint64_t>(p_.k);
     map_a_ = gpu::tensor_map_u8_sw128(dev_.in<uint8_t>(0), static_cast<uint64_t>(p_.a_rows()), k,
                                       static_cast<uint32_t>(b.block_m), kBlockK, "A");
     map_b_ = gpu::tensor_map_u8_sw128(dev_.in<uint8_t>(2), static_cast<uint64_t>(p_.groups() * p_.n), k,
                                       static_cast<uint32_t>(b.block_n), kBlockK, "B");
-    const int64_t tiles_total = tiles::tile_count(a_.grid);
-    ctas_ = static_cast<int>(std::min<int64_t>(sms, tiles_total));
   }
 
   void run() override {

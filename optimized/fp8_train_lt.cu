@@ -120,8 +120,18 @@ class LtGemm final : public Fp8Gemm {
     const void* lib_a = p.swapped ? p.a.ptr(a) : p.b.ptr(b);
     const void* lib_b = p.swapped ? p.b.ptr(b) : p.a.ptr(a);
     LtMatmul& m = *p.mm;
-    DSV3_LT_CHECK(cublasLtMatmul(handle_, m.op, &alpha, lib_a, m.a, lib_b, m.b, &beta, d, m.d, d, m.d, &m.algo.algo,
-                                 workspace_.data(), workspace_.size(), nullptr));
+    const cublasStatus_t st = cublasLtMatmul(handle_, m.op, &alpha, lib_a, m.a, lib_b, m.b, &beta, d, m.d, d, m.d,
+                                             &m.algo.algo, workspace_.data(), workspace_.size(), nullptr);
+    // The heuristic never sees beta: a library that refuses the accumulating (beta = 1) Wgrad, or
+    // this operand pair, only says so here, on a plan's first call. That is a skip, as a refusal
+    // in the heuristic is; a failure after a plan has run is an error.
+    if (st != CUBLAS_STATUS_SUCCESS && !p.ran && (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE))
+      throw VariantUnsupported("cuBLASLt " + std::to_string(cublasLtGetVersion()) + " refused the " + std::to_string(a.rows) +
+                               " x " + std::to_string(b.rows) + " x " + std::to_string(inner) + " FP8 GEMM with " +
+                               (a.block_scaled() ? "128x128" : "1x128") + " x " + (b.block_scaled() ? "128x128" : "1x128") +
+                               " scales" + (accumulate ? " and beta = 1" : "") + " when run: " + cublasLtGetStatusString(st));
+    DSV3_LT_CHECK(st);
+    p.ran = true;
     if (p.staged())
       DSV3_CUDA_CHECK(cudaMemcpy2DAsync(out, static_cast<std::size_t>(ldo) * esize, d, static_cast<std::size_t>(p.b.rows_p) * esize,
                                         static_cast<std::size_t>(b.rows) * esize, static_cast<std::size_t>(a.rows),
@@ -131,7 +141,7 @@ class LtGemm final : public Fp8Gemm {
  private:
   struct Plan {
     int64_t a_rows = 0, b_rows = 0, inner = 0, inner_p = 0;
-    bool bf16 = false, swapped = false;
+    bool bf16 = false, swapped = false, ran = false;
     LibOperand a, b;
     DeviceBuffer d;  // staging output [a.rows_p, b.rows_p], when the output is off the 128 grid
     std::unique_ptr<LtMatmul> mm;

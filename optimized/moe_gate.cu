@@ -37,7 +37,7 @@ constexpr int kMaxGroups = 64;
 
 struct Dims {
   int tokens, dim, experts, groups, topk_groups, topk;
-  float route_scale;
+  double route_scale;  // as the reference multiplies: a value not exact in FP32 must not be narrowed
   bool sigmoid, bias;
 };
 
@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(kThreads) gate_kernel(Dims d, const uint16_t* 
     for (int j = 0; j < d.topk; ++j) {
       double wj = static_cast<double>(s[out_i[row + j]]);
       if (d.sigmoid) wj = __ddiv_rn(wj, sum);
-      out_w[row + j] = gpu::bf16_from_f64(__dmul_rn(wj, static_cast<double>(d.route_scale)));
+      out_w[row + j] = gpu::bf16_from_f64(__dmul_rn(wj, d.route_scale));
     }
 }
 
@@ -190,7 +190,7 @@ std::string unsupported(const Params& p) { return gate_unsupported(p.routing(), 
 
 Dims dims_of(const Routing& r, int64_t tokens) {
   return Dims{static_cast<int>(tokens), static_cast<int>(r.dim), static_cast<int>(r.experts), static_cast<int>(r.groups),
-              static_cast<int>(r.topk_groups), static_cast<int>(r.topk), static_cast<float>(r.route_scale), r.sigmoid, r.bias};
+              static_cast<int>(r.topk_groups), static_cast<int>(r.topk), r.route_scale, r.sigmoid, r.bias};
 }
 
 class CudaRunner final : public DeviceRunner<Params> {

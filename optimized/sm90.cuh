@@ -29,6 +29,11 @@ __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t arrivals) {
 // Makes the initialisations visible to the async proxy (TMA) and to the other threads (followed by
 // a block barrier).
 __device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+// Orders this thread's earlier generic-proxy shared-memory accesses (the barrier initialisations
+// among them) before later async-proxy ones (TMA writes, wgmma reads). DeepGEMM issues it after the
+// barrier init as well; one instruction, so the question of whether the init fence alone suffices
+// for the async proxy does not arise.
+__device__ __forceinline__ void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 // One arrival that also expects `bytes` of TMA transactions before the phase can complete.
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
