@@ -12,6 +12,10 @@ std::string_view status_name(Status s) {
   return s == Status::pass ? "pass" : s == Status::fail ? "fail" : "skip";
 }
 
+Status status_from_name(std::string_view name) {
+  return name == "pass" ? Status::pass : name == "fail" ? Status::fail : Status::skip;
+}
+
 std::string skip_reason(const Variant& v, const Case& c) {
   if (v.backend == Backend::cuda) {
     if (!cuda_presence().available) return "no CUDA device: " + cuda_presence().reason;

@@ -13,6 +13,7 @@ namespace dsv3 {
 
 enum class Status : uint8_t { pass, fail, skip };
 std::string_view status_name(Status s);
+Status status_from_name(std::string_view name);  // status_name's inverse; anything else is skip
 
 struct CaseResult {
   std::string component, variant, case_id;

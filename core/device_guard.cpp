@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -45,13 +44,6 @@ extern "C" void remove_marker_and_reraise(int sig) {
   if (g_marker_path[0]) ::unlink(g_marker_path);
   std::signal(sig, SIG_DFL);
   std::raise(sig);
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 // Runs for the life of the process once a deadline is set; ends it when an open Scope has made no

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
@@ -88,6 +89,13 @@ void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& 
 std::filesystem::path datasets_dir() {
   if (const char* env = std::getenv("DSV3_DATA_DIR"); env && *env) return env;
   return DSV3_SOURCE_DATASETS_DIR;
+}
+
+std::string utc_now(const char* fmt) {
+  const std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, fmt, std::gmtime(&t));
+  return buf;
 }
 
 }  // namespace dsv3

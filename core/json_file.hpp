@@ -17,6 +17,9 @@ struct InputError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The current UTC time in strftime's `fmt` (default ISO 8601, as the suite's JSON records carry it).
+std::string utc_now(const char* fmt = "%Y-%m-%dT%H:%M:%SZ");
+
 // Parses `path`; throws InputError "<path>: <what>" when missing or malformed.
 nlohmann::json load_json_file(const std::filesystem::path& path);
 

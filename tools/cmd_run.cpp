@@ -6,7 +6,6 @@
 // --resume continues an interrupted run (a bench phase at its first unmeasured case).
 #include <chrono>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -21,13 +20,6 @@
 
 namespace dsv3::cli {
 namespace {
-
-std::string utc_now(const char* fmt) {
-  const std::time_t t = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, fmt, std::gmtime(&t));
-  return buf;
-}
 
 std::string python() {
   const std::filesystem::path venv = std::filesystem::path(DSV3_SOURCE_DIR) / ".venv" / "bin" / "python";
@@ -120,7 +112,7 @@ void add_run(CLI::App& app) {
     if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
     guard::configure(marker, *deadline);
     if (!bundle.done("environment")) {
-      doc["created_utc"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
+      doc["created_utc"] = utc_now();
       doc["git"] = git_json();
       doc["host"] = host_json();
       doc["device"] = device_json();
@@ -129,7 +121,7 @@ void add_run(CLI::App& app) {
       bundle.mark_done("environment");
     }
     // Every invocation that wrote to this bundle, with its options: a resumed run may differ.
-    doc["invocations"].push_back({{"utc", utc_now("%Y-%m-%dT%H:%M:%SZ")}, {"git", git_json()}, {"filter", *filter},
+    doc["invocations"].push_back({{"utc", utc_now()}, {"git", git_json()}, {"filter", *filter},
                                   {"quick", *quick}, {"resume", *resume}, {"validate", !*no_validate}});
     bundle.flush();
     bench::Ceilings ceilings;
@@ -172,7 +164,7 @@ void add_run(CLI::App& app) {
       for (const auto& r : doc["correctness"]) {
         const std::string status = r.value("status", "");
         all.push_back({r.value("component", ""), r.value("variant", ""), r.value("case", ""),
-                       status == "pass" ? Status::pass : status == "fail" ? Status::fail : Status::skip,
+                       status_from_name(status),
                        r.value("reason", ""), {}});
       }
       print_check_table(all, true);
