@@ -32,30 +32,37 @@ int run_script(const std::string& script, const std::string& args) {
   return std::system(cmd.c_str());
 }
 
+// One entry of the bundle's "quarantine" array (docs/bundle-schema.md).
+void add_quarantine(nlohmann::json& doc, const std::string& item, const std::string& phase, const std::string& why) {
+  if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
+  doc["quarantine"].push_back({{"variant", guard::variant_of(item)}, {"item", item}, {"phase", phase}, {"reason", why}});
+}
+
 // The variants earlier invocations quarantined (doc["quarantine"]), and the item a dead one left in
 // the in-flight marker: that item is recorded as failed in its phase (a hang or a crash is a
 // failure) and its variant quarantined, so this invocation does not run it again.
 void restore_quarantine(nlohmann::json& doc, const std::filesystem::path& marker) {
-  if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
   if (auto stale = guard::take_stale_marker(marker)) {
     const std::string item = stale->value("item", "unknown"), phase = stale->value("phase", "unknown");
     const std::string why = "the previous invocation ended while this ran: " +
                             stale->value("why", std::string("a crash, or killed from outside (see its log)"));
     std::cerr << "run: " << phase << " of " << item << ": " << why << "; " << guard::variant_of(item)
               << " is quarantined\n";
-    doc["quarantine"].push_back({{"variant", guard::variant_of(item)}, {"item", item}, {"phase", phase}, {"reason", why}});
-    if (phase == "check") {
-      const auto first = item.find('/'), second = item.find('/', first + 1);
-      if (!doc.contains("correctness")) doc["correctness"] = nlohmann::json::array();
-      if (second != std::string::npos)
-        doc["correctness"].push_back({{"component", item.substr(0, first)},
-                                      {"variant", item.substr(first + 1, second - first - 1)},
-                                      {"case", item.substr(second + 1)}, {"status", "fail"}, {"reason", why}, {"outputs", nlohmann::json::array()}});
+    add_quarantine(doc, item, phase, why);
+    const std::string variant = guard::variant_of(item);  // "<component>/<variant>"
+    if (phase == "check" && variant.size() < item.size()) {
+      CaseResult failed;
+      failed.component = variant.substr(0, variant.find('/'));
+      failed.variant = variant.substr(failed.component.size() + 1);
+      failed.case_id = item.substr(variant.size() + 1);
+      failed.status = Status::fail;
+      failed.reason = why;
+      doc["correctness"].push_back(to_json(failed));
     } else if (phase == "bench") {
-      if (!doc.contains("benchmarks")) doc["benchmarks"] = nlohmann::json::array();
       doc["benchmarks"].push_back({{"name", item}, {"run_name", item}, {"error_occurred", true}, {"error_message", why}});
     }
   }
+  if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
   for (const auto& q : doc["quarantine"]) {
     const std::string item = q.value("item", ""), reason = q.value("reason", "");
     guard::quarantine(q.value("variant", ""), reason.find(item) != std::string::npos ? reason : item + ": " + reason);
@@ -63,11 +70,10 @@ void restore_quarantine(nlohmann::json& doc, const std::filesystem::path& marker
 }
 
 // After a CUDA case lost the context: records its variant's quarantine, saves the bundle and ends
-// the process with kRestartExit; `dsv3 run --resume` continues in a fresh one.
+// the process with kRestartExit; `dsv3 run --resume` continues in a new process.
 [[noreturn]] void restart_for_lost_context(BundleWriter& bundle, const std::string& phase) {
   const std::string item = guard::context_lost_in();
-  bundle.doc()["quarantine"].push_back(
-      {{"variant", guard::variant_of(item)}, {"item", item}, {"phase", phase}, {"reason", guard::context_lost()}});
+  add_quarantine(bundle.doc(), item, phase, guard::context_lost());
   bundle.flush();
   std::cerr << "run: " << guard::context_lost() << ". The bundle is saved and " << guard::variant_of(item)
             << " quarantined; continue in a new process with: dsv3 run --resume --out " << bundle.path().parent_path().string()
