@@ -20,8 +20,9 @@ import shutil
 import subprocess
 import sys
 
-# Two benchmark cases (two batches), and eval cases of a CUDA variant for the check phase.
-FILTER = "fp8_quant/ref/quant_1x128 m=4096 k=(2048|7168) e4m3 divide f32 normal|rmsnorm/cuda/rows=1 dim=1 "
+# Two benchmark cases (two batches), eval cases of a CUDA variant for the check phase, and one MPI
+# job (the all-to-all sweep, to 1 MB with --quick).
+FILTER = "fp8_quant/ref/quant_1x128 m=4096 k=(2048|7168) e4m3 divide f32 normal|rmsnorm/cuda/rows=1 dim=1 |ep/mpi/alltoall"
 
 
 def run(dsv3, out, *extra, expect=0):
@@ -36,6 +37,25 @@ def names(bundle):
     return [re.sub(r"/manual_time$", "", b["run_name"]) for b in bundle["benchmarks"] if not b.get("skipped")]
 
 
+def check_mpi(bundle):
+    """The MPI phase ran the one job the filter names, with every byte checked, or says why it could not."""
+    mpi = bundle.get("mpi")
+    if mpi is None or "mpi" not in bundle.get("completed_phases", []):
+        sys.exit("FAIL: the run's bundle has no completed mpi phase")
+    if mpi.get("skipped"):
+        if "no MPI library" not in mpi["skipped"]:
+            sys.exit(f"FAIL: the MPI phase was skipped for an unexpected reason: {mpi['skipped']}")
+        print("ok: MPI phase skipped with its reason:", mpi["skipped"])
+        return
+    jobs = mpi.get("jobs", [])
+    if [j.get("item") for j in jobs] != ["ep/mpi/alltoall np4"]:
+        sys.exit(f"FAIL: expected exactly the all-to-all job, got {[j.get('item') for j in jobs]}")
+    rows = jobs[0].get("result", {}).get("rows", [])
+    if jobs[0].get("error") or not rows or rows[-1].get("size_bytes") != 1 << 20 or any(r.get("wrong") for r in rows):
+        sys.exit(f"FAIL: the all-to-all job: {json.dumps(jobs[0])[:2000]}")
+    print(f"ok: MPI all-to-all, {len(rows)} sizes to 1 MB, 0 wrong")
+
+
 def main():
     dsv3, scratch = sys.argv[1], sys.argv[2]
     shutil.rmtree(scratch, ignore_errors=True)
@@ -47,6 +67,7 @@ def main():
     bad = [k for k, v in full.get("studies", {}).items() if not isinstance(v, list) or not v]
     if bad or not full.get("studies"):
         sys.exit(f"FAIL: studies missing, null or empty in the run's bundle: {bad or 'no studies'}")
+    check_mpi(full)
     measured = names(full)
     if len(measured) != 2:
         sys.exit(f"FAIL: expected 2 benchmarks for filter {FILTER!r}, got {measured}")
@@ -67,7 +88,7 @@ def main():
         resumed = json.load(f)
     if sorted(names(resumed)) != sorted(measured):
         sys.exit(f"FAIL: resumed bundle rows {names(resumed)} != {measured}")
-    if resumed["completed_phases"] != ["environment", "ceilings", "check", "studies", "bench", "calibrated"]:
+    if resumed["completed_phases"] != ["environment", "ceilings", "check", "studies", "bench", "mpi", "calibrated"]:
         sys.exit(f"FAIL: phases after resuming: {resumed['completed_phases']}")
     inv = resumed.get("invocations", [])
     if [i.get("resume") for i in inv] != [False, True]:

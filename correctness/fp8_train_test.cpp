@@ -318,6 +318,34 @@ TEST(Fp8TrainStep, Fp8ErrorExceedsBf16AndBothStayInBounds) {
   }
 }
 
+// calc_diff's bound is the largest value a result within the relative L2 bound can take, reached
+// when the result is the FP64 step shrunk by that bound: y = hp:y (1 - 0.99 L) passes both checks,
+// y = hp:y (1 - 1.01 L) fails both (calc_diff = c^2 / (1 + (1 - c)^2) for a shrink by c).
+TEST(Fp8TrainStep, CalcDiffBoundIsTheRelativeL2BoundsWorstCase) {
+  Params p;
+  p.layer = Layer::linear; p.recipe = Recipe::fp8; p.m = 64; p.k = 256; p.n = 128;
+  const std::vector<Tensor> in = make_inputs(p), aids = high_precision_aids(p, in);
+  std::vector<Tensor> out = run_reference_poisoned(p, in);
+  const Tensor& hp_y = tensor_named(aids, "hp:y", "test");
+  const double limit = high_precision_rel_l2_bound(p, "y");
+  for (const double shrink : {0.99 * limit, 1.01 * limit}) {
+    std::vector<float> y(static_cast<std::size_t>(hp_y.numel()));
+    for (int64_t i = 0; i < hp_y.numel(); ++i) y[static_cast<std::size_t>(i)] = static_cast<float>(hp_y.get(i) * (1 - shrink));
+    store_values(out[0], y);
+    int seen = 0;
+    for (const CompareReport& rep : high_precision_checks(p, aids, out)) {
+      if (rep.name.rfind("y vs FP64 step", 0) != 0) continue;
+      ++seen;
+      // Storing y as BF16 adds rounding noise of RMS about 2^-8 / sqrt(3) relative; in quadrature with
+      // 0.99 L it moves the relative L2 by under 0.001 L, and calc_diff by about 0.1%.
+      EXPECT_EQ(rep.pass, shrink < limit) << rep.name << " " << rep.metric << " " << rep.metric_value << " shrink " << shrink;
+      if (rep.metric == "calc_diff")
+        EXPECT_NEAR(rep.metric_value, shrink * shrink / (1 + (1 - shrink) * (1 - shrink)), 0.02 * shrink * shrink);
+    }
+    EXPECT_EQ(seen, 2) << "a relative L2 and a calc_diff report for y";
+  }
+}
+
 TEST(Fp8TrainStep, BadInputIsRejectedWithItsName) {
   Params p = linear_case(Special::none);
   std::vector<Tensor> in = make_inputs(p);

@@ -74,10 +74,14 @@ double bytes_moved(const Params& p);  // every input read once, every output wri
 // Check aids (f32): "hp:y", "hp:dx", "hp:P.dgrad" (the step's gradient), "hp:P.update" (the
 // change of P) from the FP64 step, and the inputs "in:P", "in:P.grad" to difference against.
 std::vector<Tensor> high_precision_aids(const Params& p, const std::vector<Tensor>& in);
-// Relative L2 distance of y, dx, each gradient increment and each update from the FP64 step,
-// one report per quantity, each against its bound (fp8_train_case.cpp says why each holds).
+// Relative L2 distance and calc_diff of y, dx, each gradient increment and each update from the
+// FP64 step: two reports per quantity (relative L2, then calc_diff), each against its bound
+// (fp8_train_case.cpp says why each holds).
 std::vector<CompareReport> high_precision_checks(const Params& p, const std::vector<Tensor>& aids,
                                                  const std::vector<Tensor>& got);
+// The relative L2 bound of one quantity ("y", "dx", "gradient", "update"; param: its index in
+// param_specs) that high_precision_checks applies.
+double high_precision_rel_l2_bound(const Params& p, const std::string& quantity, std::size_t param = 0);
 
 // The tensor-core steps' checks (reference/fp8_train_bounds.cpp derives them): check aids
 // "bound:<output>" (f32, the output's shape; all outputs but `skipped`), per element the largest

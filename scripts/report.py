@@ -10,7 +10,8 @@ figures; studies.pipeline_summary as V3-TR Table 2 and studies.pipeline_timeline
 scripts/report_pipeline.py; studies.decode_limit_calibrated and studies.pipeline_overlap, the models
 calibrated with the bundle's own benchmarks, scripts/report_calibrated.py; studies.fp8_train_lm as the final held-out evaluation per recipe and seed,
 the FP8 loss gap and MTP acceptance beside V3's claims, linking fp8_train_lm.png, scripts/report_train.py),
-the MTP decode speedup model from the MLA decode and MoE layer benchmarks (scripts/mtp_speedup.py), and links to the PNGs that scripts/plot.py wrote.
+the MTP decode speedup model from the MLA decode and MoE layer benchmarks (scripts/mtp_speedup.py), the
+MPI jobs (the ep case over processes and the MPI all-to-all sweep, scripts/report_mpi.py), and links to the PNGs that scripts/plot.py wrote.
 With several bundles the first is the baseline: benchmarks are lined up by name with
 the speedup against it, and correctness verdicts are lined up by case.
 Nothing is re-run; the report comes from the bundles only.
@@ -29,6 +30,7 @@ from report_pipeline import pipeline_summary_table, pipeline_timeline_table  # n
 from report_train import fp8_train_lm_table, train_step_section  # noqa: E402
 from report_calibrated import decode_limit_calibrated_table, pipeline_overlap_table  # noqa: E402
 from mtp_speedup import speedup_table  # noqa: E402
+from report_mpi import mpi_section  # noqa: E402
 
 COLLAPSE_ROWS = 40
 CPU_ONLY = "CPU-only run: no CUDA variant ran; CUDA rows are skipped, with reasons"
@@ -62,7 +64,7 @@ def joined(d, keys, sep=", "):
     return sep.join(f"{k} {d[k]}" for k in keys if d.get(k) not in (None, ""))
 
 
-PHASES = ("environment", "ceilings", "check", "studies", "bench", "calibrated")  # dsv3 run's phases, in order
+PHASES = ("environment", "ceilings", "check", "studies", "bench", "mpi", "calibrated")  # dsv3 run's phases, in order
 
 
 def machine_section(bundles):
@@ -623,6 +625,7 @@ def main():
     for section in (machine_section(bundles), ceilings_section(bundles), correctness_section(bundles),
                     benchmark_section(bundles), gemm_section(bundles),
                     [line for b in bundles for line in train_step_section(b, benchmark_rows(b), cell, table, len(bundles) > 1)], mtp_section(bundles, plot_linker(plots_dir, report_dir)),
+                    [line for b in bundles for line in mpi_section(b, cell, table, b["_label"] if len(bundles) > 1 else "")],
                     studies_section(bundles, plot_linker(plots_dir, report_dir)), plots_section(plots_dir, report_dir)):
         lines += section
     atomic_write(out_path, "\n".join(lines).rstrip("\n") + "\n")

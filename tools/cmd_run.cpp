@@ -1,5 +1,5 @@
 // dsv3 run: the suite's main job on whatever hardware is present.
-//   ceilings -> check -> studies -> bench -> calibrated models -> results/<date>_<device>/bundle.json -> plots + REPORT.md
+//   ceilings -> check -> studies -> bench -> MPI jobs -> calibrated models -> results/<date>_<device>/bundle.json -> plots + REPORT.md
 // Numerics (check, studies) come before the benchmarks, the longest phase on a GPU host: a run cut
 // short keeps its verdicts.
 // The bundle is rewritten atomically after every phase and, in the bench phase, after every case;
@@ -84,7 +84,7 @@ void restore_quarantine(nlohmann::json& doc, const std::filesystem::path& marker
 }  // namespace
 
 void add_run(CLI::App& app) {
-  auto* cmd = app.add_subcommand("run", "Ceilings, check, numerics studies, then benchmarks; writes a result bundle, plots and REPORT.md");
+  auto* cmd = app.add_subcommand("run", "Ceilings, check, numerics studies, benchmarks, then the MPI jobs (ep over processes, all-to-all); writes a result bundle, plots and REPORT.md");
   auto out = std::make_shared<std::string>();
   auto filter = std::make_shared<std::string>();
   auto quick = std::make_shared<bool>(false);
@@ -94,7 +94,7 @@ void add_run(CLI::App& app) {
   auto run = std::make_shared<BenchRun>();
   cmd->add_option("--out", *out, "Output directory (default: results/<YYYY-MM-DD>_<device>)");
   cmd->add_option("--filter", *filter, "ECMAScript regex on '<component>/<variant>/<case>' for check and bench");
-  cmd->add_flag("--quick", *quick, "Smaller ceilings, one benchmark repetition, smaller studies");
+  cmd->add_flag("--quick", *quick, "Smaller ceilings, one benchmark repetition, smaller studies and MPI jobs");
   cmd->add_flag("--resume", *resume, "Continue the bundle in --out: completed phases, and check cases and benchmarks already in it, are not re-run");
   cmd->add_flag("--no-plots", *no_plots, "Do not call scripts/plot.py and scripts/report.py");
   cmd->add_flag("--no-validate", *no_validate,
@@ -103,7 +103,7 @@ void add_run(CLI::App& app) {
   cmd->add_option("--cpu-max-bytes", run->options.cpu_max_bytes, "CPU variants skip larger perf cases")->capture_default_str();
   auto deadline = add_gpu_deadline_option(cmd);
   cmd->footer(
-      "Exit status: 0 when every check passed or was skipped, 1 when a check failed, 2 on errors, 75 when a CUDA\n"
+      "Exit status: 0 when every check passed or was skipped, 1 when a check or an MPI job failed, 2 on errors, 75 when a CUDA\n"
       "case faulted (the CUDA context is lost) or hung past --gpu-deadline: the bundle keeps what finished, and\n"
       "--resume continues in a new process with that variant quarantined (its rows say why).\n"
       "<out>/inflight.json names the CUDA case running at any moment; a run resumed after a crash reads it.");
@@ -238,6 +238,13 @@ void add_run(CLI::App& app) {
       }));
       bundle.mark_done("bench");
     }
+    bool mpi_failed = false;
+    if (!bundle.done("mpi")) {  // one process per rank: the ep case and the all-to-all bench (tools/run_mpi.cpp)
+      doc["mpi"] = run_mpi_phase(dir, *filter, *quick, mpi_failed);
+      bundle.mark_done("mpi");
+    } else {
+      for (const auto& j : doc["mpi"].value("jobs", nlohmann::json::array())) mpi_failed |= j.contains("error");
+    }
     if (!bundle.done("calibrated")) {  // models that need this run's own measurements
       std::cerr << "study: calibrated models (decode_limit_calibrated, pipeline_overlap) from this bundle's benchmarks\n";
       const nlohmann::json rows = netmodel::calibrated_study_rows(doc, bundle.path().string());
@@ -254,6 +261,7 @@ void add_run(CLI::App& app) {
     }
     for (const auto& r : doc["correctness"])
       if (r.value("status", "") == "fail") throw Exit{1};
+    if (mpi_failed) throw Exit{1};
   });
 }
 

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -63,6 +64,11 @@ nlohmann::json run_benchmarks(const bench::Ceilings& ceilings, const BenchRun& r
                               nlohmann::json prior = nlohmann::json::object(),
                               const std::function<void(const nlohmann::json&)>& after_batch = {});
 bench::Ceilings measure_ceilings(bool quick);
+
+// dsv3 run's MPI phase (tools/run_mpi.cpp): runs the MPI jobs whose item ("ep/mpi/<name>") matches
+// `filter` with mpirun, logs and JSON under <out>/mpi/; returns the bundle's "mpi" object. `failed`
+// is set when a job exited non-zero (a check failed, or MPI could not start).
+nlohmann::json run_mpi_phase(const std::filesystem::path& out, const std::string& filter, bool quick, bool& failed);
 
 // --gpu-deadline (check, bench, run): seconds a CUDA case may go without progress before the
 // watchdog of core/device_guard.hpp ends the process (a hang cannot be stopped any other way).
