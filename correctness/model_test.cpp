@@ -1,142 +1,23 @@
-// The full forward (reference/model.hpp) against the component references layer by layer, the
-// checkpoint round trip, running the first layers alone, and named errors for bad checkpoints and
-// tokens. Prefill against step-by-step decode is the registry's `decode` variant (bit-exact).
+// The full forward (reference/model.hpp): the checkpoint round trip, running the first layers
+// alone, FP8-stored rows against their source, a missing MTP layer, and named errors for bad
+// checkpoints, configs and tokens. The layer-by-layer checks against the component references
+// are in model_layers_test.cpp; prefill against step-by-step decode is the registry's `decode`
+// variant (bit-exact).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 
-#include "core/dtype.hpp"
-#include "core/fill.hpp"
-#include "correctness/reference_run.hpp"
-#include "reference/mla_checkpoint.hpp"
-#include "reference/model.hpp"
-#include "reference/moe.hpp"
-#include "reference/rmsnorm.hpp"
+#include "correctness/model_test_util.hpp"
+#include "reference/fp8_quant.hpp"
 
 namespace dsv3::model {
 namespace {
 
-ModelConfig tiny(bool mtp = false) {
-  ModelConfig c = find_model("tiny-test");
-  if (mtp) c.mtp_depth = 1;
-  return c;
-}
-
-Checkpoint in_memory(std::vector<Tensor> tensors) {
-  Checkpoint ck;
-  ck.add(SafetensorsFile{"(test)", {}, std::move(tensors)});
-  return ck;
-}
-
-std::vector<int32_t> prompt(const ModelConfig& c, int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> t(static_cast<std::size_t>(n));
-  for (auto& v : t) v = static_cast<int32_t>(rng.next() % static_cast<uint64_t>(c.vocab_size));
-  return t;
-}
-
-// Largest distance in BF16 ulps (of the larger magnitude) between two code vectors.
-double max_ulps(const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double x = bf16_to_f32(a[i]), y = bf16_to_f32(b[i]);
-    if (!std::isfinite(x) || !std::isfinite(y)) return INFINITY;
-    const double ulp = std::ldexp(1.0, std::ilogb(std::max(std::fabs(x), std::fabs(y))) - 7);
-    if (x != y) worst = std::max(worst, std::fabs(x - y) / ulp);
-  }
-  return worst;
-}
-
-std::vector<uint16_t> rms(const std::vector<uint16_t>& h, const Tensor& w, int64_t T, int64_t dim) {
-  rmsnorm::Params p;
-  p.rows = T; p.dim = dim;
-  std::vector<Tensor> in = allocate(rmsnorm::input_specs(p));
-  std::memcpy(in[0].raw(), h.data(), in[0].nbytes());
-  std::memcpy(in[1].raw(), w.raw(), in[1].nbytes());
-  const std::vector<Tensor> out = run_reference_poisoned(p, in);
-  const auto s = out[0].span<const uint16_t>();
-  return {s.begin(), s.end()};
-}
-
-std::vector<uint16_t> add_rounded(const std::vector<uint16_t>& h, const std::vector<double>& u) {
-  std::vector<uint16_t> r(h.size());
-  for (std::size_t i = 0; i < h.size(); ++i) r[i] = bf16_from_f64(bf16_to_f32(h[i]) + static_cast<double>(bf16_to_f32(bf16_from_f64(u[i]))));
-  return r;
-}
-
-// Layer l of the tiny config composed from the component references, on the model's own input
-// for that layer (teacher-forced, so differences do not accumulate): rmsnorm, mla::layer_forward
-// (the naive form, Eigen products, exact latent), the residual, rmsnorm, then the dense SwiGLU
-// (FP64 here) or the moe component's layer reference.
-std::vector<uint16_t> composed_layer(const ModelConfig& c, const SafetensorsFile& f, int64_t l, const std::vector<uint16_t>& h, int64_t T) {
-  const int64_t D = c.dim;
-  auto t = [&](const std::string& rest) -> const Tensor& { return f.get("model.layers." + std::to_string(l) + "." + rest); };
-  const std::vector<uint16_t> a_in = rms(h, t("input_layernorm.weight"), T, D);
-  const mla::LayerDims d = mla::LayerDims::from(c);
-  mla::MatrixD x(T, D);
-  for (int64_t i = 0; i < T * D; ++i) x.data()[i] = bf16_to_f32(a_in[static_cast<std::size_t>(i)]);
-  const mla::MatrixD a = mla::layer_forward(d, mla::load_layer_weights(f, l, d), x, mla::Form::naive);
-  const std::vector<uint16_t> h1 = add_rounded(h, std::vector<double>(a.data(), a.data() + a.size()));
-  const std::vector<uint16_t> f_in = rms(h1, t("post_attention_layernorm.weight"), T, D);
-  std::vector<double> y(static_cast<std::size_t>(T * D));
-  if (l < c.n_dense_layers) {
-    const int64_t I = c.inter_dim;
-    mla::MatrixD xf(T, D), w1(I, D), w3(I, D), w2(D, I);
-    for (int64_t i = 0; i < T * D; ++i) xf.data()[i] = bf16_to_f32(f_in[static_cast<std::size_t>(i)]);
-    for (int64_t i = 0; i < I * D; ++i) {
-      w1.data()[i] = t("mlp.gate_proj.weight").get(i);
-      w3.data()[i] = t("mlp.up_proj.weight").get(i);
-      w2.data()[i] = t("mlp.down_proj.weight").get(i);
-    }
-    const mla::MatrixD g = xf * w1.transpose(), u = xf * w3.transpose();
-    const mla::MatrixD act = (g.array() / (1 + (-g.array()).exp()) * u.array()).matrix();
-    const mla::MatrixD o = act * w2.transpose();
-    std::copy(o.data(), o.data() + o.size(), y.begin());
-  } else {
-    moe::Params p;
-    p.op = moe::Op::layer; p.model = c.id; p.tokens = T;
-    std::vector<Tensor> in = allocate(moe::input_specs(p));
-    std::memcpy(in[0].raw(), f_in.data(), in[0].nbytes());
-    std::memcpy(in[1].raw(), t("mlp.gate.weight").raw(), in[1].nbytes());
-    std::memcpy(in[2].raw(), t("mlp.gate.e_score_correction_bias").raw(), in[2].nbytes());
-    const int64_t E = c.n_routed_experts, I = c.moe_inter_dim;
-    const char* names[3] = {"gate_proj", "up_proj", "down_proj"};  // w1, w3, w2
-    for (int m = 0; m < 3; ++m) {
-      for (int64_t e = 0; e < E; ++e) {
-        const Tensor& w = t("mlp.experts." + std::to_string(e) + "." + names[m] + ".weight");
-        std::memcpy(static_cast<char*>(in[3 + static_cast<std::size_t>(m)].raw()) + e * I * D * 2, w.raw(), w.nbytes());
-      }
-      const Tensor& s = t(std::string("mlp.shared_experts.") + names[m] + ".weight");
-      std::memcpy(in[6 + static_cast<std::size_t>(m)].raw(), s.raw(), s.nbytes());
-    }
-    const std::vector<Tensor> out = run_reference_poisoned(p, in);
-    for (int64_t i = 0; i < T * D; ++i) y[static_cast<std::size_t>(i)] = out[0].get(i);
-  }
-  return add_rounded(h1, y);
-}
-
-TEST(Model, EachLayerMatchesTheComponentReferences) {
-  const ModelConfig c = tiny();
-  const SafetensorsFile f{"(test)", {}, random_checkpoint(c, 11, false)};
-  Checkpoint ck;
-  ck.add(f);
-  const Weights w = load_weights(c, ck);
-  const int64_t T = 20, D = c.dim;
-  Session s(w, CacheFmt::f64);  // the exact cache: the naive FP64 MLA is the same function
-  const StepOut o = forward(w, s, prompt(c, T, 3));
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const std::vector<uint16_t> in(o.hidden.begin() + l * T * D, o.hidden.begin() + (l + 1) * T * D);
-    const std::vector<uint16_t> got(o.hidden.begin() + (l + 1) * T * D, o.hidden.begin() + (l + 2) * T * D);
-    // Both sides compute in FP64 in other orders (Eigen blocks vs fixed-order dots): the values
-    // before each BF16 rounding agree to ~1e-15 relative, so a rounding may fall either side of a
-    // boundary: one BF16 ulp, where the module output is rounded and again in the residual sum.
-    const double ulps = max_ulps(got, composed_layer(c, f, l, in, T));
-    EXPECT_LE(ulps, 2.0) << "layer " << l;
-    RecordProperty("layer" + std::to_string(l) + "_max_ulps", std::to_string(ulps));
-  }
-}
+using test::in_memory;
+using test::prompt;
+using test::tiny;
 
 TEST(Model, CheckpointFileRoundTripAndFirstLayersAlone) {
   const ModelConfig c = tiny(true);
@@ -209,22 +90,113 @@ TEST(Model, BadCheckpointsAreNamed) {
   EXPECT_THROW(ck.add(SafetensorsFile{"(again)", {}, {t[0]}}), InputError);
 }
 
+std::string mtp_error(const Weights& w, Session& s, const StepOut& o) {
+  try {
+    mtp_forward(w, s, o.final_hidden, std::vector<int32_t>(o.final_hidden.size() / static_cast<std::size_t>(w.cfg.dim), 1), 0);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 TEST(Model, MissingMtpLayerIsClearAndTheMainModelRuns) {
   const ModelConfig c = tiny(true);
-  std::vector<Tensor> t = random_checkpoint(find_model("tiny-test"), 4, false);  // no layer 2 = MTP
-  const Checkpoint ck = in_memory(t);
+  const Checkpoint ck = in_memory(random_checkpoint(tiny(), 4, false));  // no layer 2 = MTP
   const Weights w = load_weights(c, ck);
   EXPECT_FALSE(w.mtp.has_value());
+  // One line that says the layer is absent, names it, and says what still runs.
+  EXPECT_NE(w.mtp_note.find("MTP layer absent"), std::string::npos) << w.mtp_note;
+  EXPECT_NE(w.mtp_note.find("model.layers.2.*"), std::string::npos) << w.mtp_note;
+  EXPECT_NE(w.mtp_note.find("the main model runs"), std::string::npos) << w.mtp_note;
+  EXPECT_EQ(w.mtp_note.find('\n'), std::string::npos) << w.mtp_note;
   try {
     load_mtp(c, ck);
     FAIL() << "no error";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("no MTP layer"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no MTP layer: no tensor model.layers.2.*"), std::string::npos) << e.what();
   }
   Session s(w, CacheFmt::bf16);
   const StepOut o = forward(w, s, prompt(c, 3, 1));
   EXPECT_EQ(o.logits.size(), static_cast<std::size_t>(3 * c.vocab_size));
-  EXPECT_THROW(mtp_forward(w, s, o.final_hidden, {1, 2, 3}, 0), InputError);
+  // Asking for the MTP module names the missing layer (the note), not only the config's depth.
+  const std::string m = mtp_error(w, s, o);
+  EXPECT_NE(m.find("no MTP module to run: MTP layer absent"), std::string::npos) << m;
+  EXPECT_NE(m.find("model.layers.2.*"), std::string::npos) << m;
+}
+
+TEST(Model, MtpNotesForPartialLoadsAndConfigsWithoutMtp) {
+  const ModelConfig c = tiny(true);
+  std::vector<Tensor> t = random_checkpoint(c, 4, false);
+  // The first layers only: the MTP module is not loaded, and the note says why.
+  const Weights part = load_weights(c, in_memory(t), 1);
+  EXPECT_NE(part.mtp_note.find("only 1 of 2 main layers"), std::string::npos) << part.mtp_note;
+  EXPECT_NE(load_weights(c, in_memory(t), -1, false).mtp_note.find("not loaded"), std::string::npos);
+  // A config without MTP: no note, and mtp_forward says the config has none.
+  const Weights none = load_weights(tiny(), in_memory(t));
+  EXPECT_TRUE(none.mtp_note.empty()) << none.mtp_note;
+  Session s(none, CacheFmt::bf16);
+  const StepOut o = forward(none, s, prompt(c, 3, 1));
+  EXPECT_NE(mtp_error(none, s, o).find("mtp_depth 0"), std::string::npos) << mtp_error(none, s, o);
+  // Part of the MTP layer present: an error naming the first missing tensor, not a note.
+  t.erase(std::remove_if(t.begin(), t.end(), [](const Tensor& x) { return x.name() == "model.layers.2.hnorm.weight"; }), t.end());
+  try {
+    load_weights(c, in_memory(t));
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.2.hnorm.weight"), std::string::npos) << e.what();
+  }
+}
+
+// The forward applies V3's RoPE/YaRN settings (rope::Yarn{}) to every config: another rope_theta
+// is refused by name rather than run with the wrong rotary frequencies.
+TEST(Model, AnotherRopeThetaIsRefused) {
+  ModelConfig c = tiny();
+  const std::vector<Tensor> t = random_checkpoint(c, 4, false);
+  c.rope_theta = 50000;
+  try {
+    load_weights(c, in_memory(t));
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("rope_theta 50000"), std::string::npos) << e.what();
+  }
+}
+
+// FP8-stored rows against their BF16 source on a non-square [300, 200] matrix of 3 x 2 blocks (the
+// last row and column blocks partial), each block scaled by its own power of two so that blocks
+// have different scales. E4M3 keeps 3 fraction bits: a normal code is within 2^-4 (half an ulp,
+// relative) of x / s, a subnormal one within 2^-10 absolute; x / s is rounded to FP32 first
+// (2^-24 relative). Hence |row - x| <= max(2^-4 |x|, 2^-10 s) + 2^-23 |x|.
+TEST(Model, Fp8RowsAreTheirSourceWithinTheE4m3Step) {
+  Tensor src("w.weight", DType::bf16, {300, 200});
+  fill(src, Dist::normal, 21, 0.05);
+  auto codes = src.span<uint16_t>();
+  for (int64_t r = 0; r < 300; ++r)
+    for (int64_t k = 0; k < 200; ++k) {
+      uint16_t& v = codes[static_cast<std::size_t>(r * 200 + k)];
+      v = f32_to_bf16(std::ldexp(bf16_to_f32(v), static_cast<int>(2 * (r / 128) + k / 128)));  // exact: a power of two
+    }
+  Fp8Weight q = fp8::checkpoint_fp8_weight(src);
+  Linear l;
+  l.w = q.weight;
+  l.scale_inv = q.scale_inv;
+  const int64_t kb = q.scale_inv.dim(1);
+  // transposed: a mutation of the block index ((k / 128, r / 128) for (r / 128, k / 128)) that the
+  // bound must catch.
+  int64_t outside = 0, outside_transposed = 0;
+  std::vector<double> row(200);
+  for (int64_t r = 0; r < 300; ++r) {
+    l.row(r, row.data());
+    for (int64_t k = 0; k < 200; ++k) {
+      const double x = bf16_to_f32(codes[static_cast<std::size_t>(r * 200 + k)]);
+      const double s = q.scale_inv.get((r / 128) * kb + k / 128);
+      const double bound = std::max(std::ldexp(std::fabs(x), -4), std::ldexp(s, -10)) + std::ldexp(std::fabs(x), -23);
+      outside += std::fabs(row[static_cast<std::size_t>(k)] - x) > bound;
+      const double transposed = q.weight.get(r * 200 + k) * q.scale_inv.get((k / 128) * kb + r / 128);
+      outside_transposed += std::fabs(transposed - x) > bound;
+    }
+  }
+  EXPECT_EQ(outside, 0);
+  EXPECT_GT(outside_transposed, 0) << "the bound does not see a transposed block index";
 }
 
 TEST(Model, Fp8LatentCacheAtV3Width) {

@@ -251,9 +251,14 @@ StepOut forward(const Weights& w, Session& s, const std::vector<int32_t>& tokens
 }
 
 std::vector<float> mtp_forward(const Weights& w, Session& s, const std::vector<uint16_t>& final_hidden, const std::vector<int32_t>& next_tokens,
-                               int64_t start) {
+                               int64_t start, MtpTrace* trace) {
   const ModelConfig& c = w.cfg;
-  if (!w.mtp || !s.mtp_cache) throw InputError("model: these weights have no MTP module (config mtp_depth " + std::to_string(c.mtp_depth) + ")");
+  if (!w.mtp)
+    throw InputError("model: no MTP module to run: " +
+                     (w.mtp_note.empty() ? "config '" + c.id + "' has mtp_depth 0, so layer model.layers." + std::to_string(c.n_layers) +
+                                               ".* (the depth-1 MTP module) was not looked for"
+                                         : w.mtp_note));
+  if (!s.mtp_cache) throw std::logic_error("model: this session was made for weights without the MTP module");
   check_tokens(c, next_tokens, start + 1, "MTP next");
   const auto T = static_cast<int64_t>(next_tokens.size());
   if (static_cast<int64_t>(final_hidden.size()) != T * c.dim)
@@ -267,7 +272,9 @@ std::vector<float> mtp_forward(const Weights& w, Session& s, const std::vector<u
       cat[static_cast<std::size_t>(t * 2 * c.dim + i)] = bf16_to_f32(e[static_cast<std::size_t>(t * c.dim + i)]);
       cat[static_cast<std::size_t>(t * 2 * c.dim + c.dim + i)] = bf16_to_f32(hn[static_cast<std::size_t>(t * c.dim + i)]);
     }
-  const Codes g = block_forward(c, m.block, *s.mtp_cache, 0, to_bf16(apply(m.eh_proj, cat, T)), start);
+  const Codes in = to_bf16(apply(m.eh_proj, cat, T));
+  const Codes g = block_forward(c, m.block, *s.mtp_cache, 0, in, start);
+  if (trace) *trace = {in, g};
   return head_logits(w, norm_rows(g, m.shared_norm, c.dim, c.rms_norm_eps), T);
 }
 

@@ -93,6 +93,10 @@ struct Weights {
   std::vector<uint16_t> final_norm;
   Linear head;            // [V, dim]
   std::optional<MtpModule> mtp;
+  // One line for the user when the config's MTP modules are not all here: why `mtp` is empty
+  // although the config has mtp_depth >= 1 (the layer is absent from the checkpoint, or not
+  // loaded), or that only depth 1 runs when mtp_depth > 1; empty otherwise.
+  std::string mtp_note;
 };
 
 // Tensors of a checkpoint, looked up by name across one or more safetensors files.
@@ -104,6 +108,7 @@ struct Checkpoint {
   Checkpoint& operator=(const Checkpoint&) = delete;
   void add(SafetensorsFile f);  // a name already held is an InputError naming both files
   const Tensor* find(const std::string& name) const;
+  bool has_layer(int64_t layer) const;  // any tensor named model.layers.<layer>.*
   std::string where(const std::string& name) const;  // "<file>: <name>" or the files searched
 
  private:
@@ -120,10 +125,13 @@ Checkpoint open_checkpoint(const std::filesystem::path& path, int64_t layers = -
 // each config field implies (InputError naming the tensor, both shapes and the fields). `layers`
 // < 0 loads every main layer; a smaller count loads the first ones (the head and final norm still
 // load, so a vendor can run the layers that fit). The MTP layer loads when the config has
-// mtp_depth >= 1, all main layers are loaded and with_mtp; a checkpoint without it gets a clear
-// message from load_mtp and the main model still runs.
+// mtp_depth >= 1, all main layers are loaded and with_mtp. A checkpoint with no tensor of layer
+// num_hidden_layers loads the main model and says so in mtp_note (not an error: the main model
+// runs, the MTP outputs are unavailable); one with part of that layer is an InputError naming the
+// first missing tensor. An MLA config whose rope_theta is not V3's 10000 is an InputError: the
+// forward applies V3's RoPE/YaRN settings (rope::Yarn{}) to every config.
 Weights load_weights(const ModelConfig& cfg, const Checkpoint& ck, int64_t layers = -1, bool with_mtp = true);
-// The MTP module alone (InputError "checkpoint has no MTP layer model.layers.<L>.* ..." when absent).
+// The MTP module alone (InputError "checkpoint has no MTP layer: no tensor model.layers.<L>.* ..." when absent).
 MtpModule load_mtp(const ModelConfig& cfg, const Checkpoint& ck);
 
 // A seeded checkpoint of a config (tests, examples): BF16 matrices ~ N(0, 1/fan_in), norms
@@ -179,11 +187,17 @@ struct StepOut {
 // (InputError naming the position).
 StepOut forward(const Weights& w, Session& s, const std::vector<int32_t>& tokens);
 
+// The MTP module's intermediate values, for the layer checks: the block's input (eh_proj's output
+// rounded to BF16) and its output, [T, dim] BF16 each.
+struct MtpTrace {
+  std::vector<uint16_t> block_in, block_out;
+};
 // The MTP module at positions p .. p + T - 1 (appending to its cache): final_hidden [T, dim] from
 // the main model at those positions and next_tokens [T] (the token after each position) ->
-// logits [T, V] for the token after next.
+// logits [T, V] for the token after next. Weights without the module are an InputError that
+// names the missing layer (w.mtp_note). With `trace`, the block's input and output are kept there.
 std::vector<float> mtp_forward(const Weights& w, Session& s, const std::vector<uint16_t>& final_hidden,
-                               const std::vector<int32_t>& next_tokens, int64_t start_pos);
+                               const std::vector<int32_t>& next_tokens, int64_t start_pos, MtpTrace* trace = nullptr);
 
 // One transformer block (a main layer's or the MTP module's): h [T, dim] BF16 at positions
 // start .. start + T - 1, appended to `cache`'s `layer`; returns the block's output.

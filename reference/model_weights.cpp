@@ -2,12 +2,14 @@
 // checkpoints (reference/model.hpp).
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "core/dtype.hpp"
 #include "core/fill.hpp"
 #include "core/parallel.hpp"
 #include "reference/fp8_quant.hpp"
 #include "reference/model.hpp"
+#include "reference/rope.hpp"
 
 namespace dsv3::model {
 
@@ -96,6 +98,10 @@ int64_t layer_of(const std::string& name) {
 }
 
 }  // namespace
+
+bool Checkpoint::has_layer(int64_t layer) const {
+  return std::any_of(index_.begin(), index_.end(), [layer](const auto& e) { return layer_of(e.first) == layer; });
+}
 
 Checkpoint open_checkpoint(const std::filesystem::path& path, int64_t layers) {
   std::function<bool(const std::string&)> keep;
@@ -224,9 +230,9 @@ Block load_block(const ModelConfig& c, const Checkpoint& ck, int64_t layer) {
 
 MtpModule load_mtp(const ModelConfig& c, const Checkpoint& ck) {
   const int64_t L = c.n_layers;
-  if (!ck.find(layer_name(L, "eh_proj.weight")))
-    throw InputError("checkpoint has no MTP layer: " + ck.where(layer_name(L, "eh_proj.weight")) + " is missing (model." +
-                     "layers." + std::to_string(L) + ".* holds the depth-1 MTP module); the main model runs without it");
+  if (!ck.has_layer(L))
+    throw InputError("checkpoint has no MTP layer: no tensor " + ck.where(layer_name(L, "*")) +
+                     "; the depth-1 MTP module (enorm, hnorm, eh_proj, one transformer block, shared_head.norm) is stored there");
   const std::string dim = num("dim", c.dim);
   MtpModule m;
   m.enorm = load_bf16_vector(ck, layer_name(L, "enorm.weight"), c.dim, dim);
@@ -240,6 +246,12 @@ MtpModule load_mtp(const ModelConfig& c, const Checkpoint& ck) {
 Weights load_weights(const ModelConfig& c, const Checkpoint& ck, int64_t layers, bool with_mtp) {
   if (!c.is_mla_moe()) throw InputError("model: '" + c.id + "' is not an MLA + MoE config (family " + c.family + ")");
   if (layers > c.n_layers) throw InputError("model: " + std::to_string(layers) + " layers asked for, the config has " + std::to_string(c.n_layers));
+  if (const rope::Yarn v3; c.rope_theta != v3.theta) {  // attention() takes rope::Yarn{}, as the mla references do
+    std::ostringstream os;
+    os << "model: config '" << c.id << "' has rope_theta " << c.rope_theta << "; this forward applies V3's RoPE/YaRN settings (theta "
+       << v3.theta << ", factor " << v3.factor << ", mscale " << v3.mscale << ") to every config, so it would compute another model (docs/mtp.md)";
+    throw InputError(os.str());
+  }
   Weights w;
   w.cfg = c;
   w.layers = layers < 0 ? c.n_layers : layers;
@@ -250,7 +262,20 @@ Weights load_weights(const ModelConfig& c, const Checkpoint& ck, int64_t layers,
   for (int64_t l = 0; l < w.layers; ++l) w.blocks.push_back(load_block(c, ck, l));
   w.final_norm = load_bf16_vector(ck, "model.norm.weight", c.dim, num("dim", c.dim));
   w.head = load_linear(ck, "lm_head.weight", c.vocab_size, c.dim, vd);
-  if (with_mtp && c.mtp_depth >= 1 && w.layers == c.n_layers && ck.find(layer_name(c.n_layers, "eh_proj.weight"))) w.mtp = load_mtp(c, ck);
+  if (c.mtp_depth < 1) return w;
+  const std::string mtp_layer = layer_name(c.n_layers, "*");
+  if (!with_mtp)
+    w.mtp_note = "MTP layer " + mtp_layer + " not loaded (the main model only was asked for); MTP outputs are unavailable";
+  else if (w.layers < c.n_layers)
+    w.mtp_note = "MTP layer " + mtp_layer + " not loaded: only " + std::to_string(w.layers) + " of " + std::to_string(c.n_layers) +
+                 " main layers are loaded, and the MTP module reads the full model's final hidden state; MTP outputs are unavailable";
+  else if (!ck.has_layer(c.n_layers))
+    w.mtp_note = "MTP layer absent: the checkpoint has no tensor " + mtp_layer + ", where the depth-1 MTP module is stored (config mtp_depth " +
+                 std::to_string(c.mtp_depth) + "); the main model runs, MTP outputs are unavailable";
+  else
+    w.mtp = load_mtp(c, ck);  // a partial layer is an error naming the first missing tensor
+  if (w.mtp && c.mtp_depth > 1)
+    w.mtp_note = "config mtp_depth " + std::to_string(c.mtp_depth) + ": only the depth-1 MTP module (" + mtp_layer + ") is loaded and run";
   return w;
 }
 

@@ -2,13 +2,16 @@
 // (one safetensors file or a directory of shards; the first --layers blocks when the whole model
 // does not fit) or of a seeded random checkpoint: prefill of a prompt, then (with --decode) the
 // same tokens one at a time, which must give the same logits bit for bit, and the MTP module's
-// draft when the checkpoint has it. Prints each layer's hidden-state RMS at the last token, the
-// top tokens and the times.
+// draft when the checkpoint has it (one note line when the config has an MTP module that the
+// checkpoint lacks, or that --layers leaves out). Prints each layer's hidden-state RMS at the last
+// token, the top tokens and the times. --save-checkpoint writes the seeded checkpoint as shards
+// (the MTP layer in its own), so a checkpoint directory can be made and edited for tests.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <sstream>
 
@@ -58,6 +61,18 @@ double secs(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::
   return std::chrono::duration<double>(b - a).count();
 }
 
+// The seeded checkpoint's tensors as two shards in `dir`: the main model, and layer
+// num_hidden_layers (the MTP module; that shard is written only when the config has it).
+void save_shards(const ModelConfig& cfg, const std::vector<Tensor>& tensors, const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string mtp_prefix = "model.layers." + std::to_string(cfg.n_layers) + ".";
+  std::vector<const Tensor*> main, mtp;
+  for (const Tensor& t : tensors) (t.name().compare(0, mtp_prefix.size(), mtp_prefix) == 0 ? mtp : main).push_back(&t);
+  write_safetensors(dir / "model-00001-of-00002.safetensors", main);
+  if (!mtp.empty()) write_safetensors(dir / "model-00002-of-00002.safetensors", mtp);
+  std::printf("wrote %zu tensors to %s (%zu in the MTP shard)\n", main.size() + mtp.size(), dir.string().c_str(), mtp.size());
+}
+
 }  // namespace
 
 void add_forward(CLI::App& app) {
@@ -66,7 +81,7 @@ void add_forward(CLI::App& app) {
       "Run the full V3-architecture forward (docs/mtp.md) of a Hugging Face checkpoint or of seeded random weights: "
       "prefill, optionally step-by-step decode (must equal prefill bit for bit), and the MTP draft");
   struct Opts {
-    std::string checkpoint, model = "tiny-test", tokens, cache = "bf16", json;
+    std::string checkpoint, model = "tiny-test", tokens, cache = "bf16", json, save;
     int64_t layers = -1, prompt = 8;
     uint64_t seed = 1;
     bool decode = false, mtp = false, fp8 = false;
@@ -84,20 +99,29 @@ void add_forward(CLI::App& app) {
   cmd->add_option("--cache", o->cache, "Latent cache storage: bf16 (model.py's), f64 (exact) or fp8 (FlashMLA's, V3's 512 + 64 width)")
       ->capture_default_str()->check(CLI::IsMember({"bf16", "f64", "fp8"}));
   cmd->add_flag("--decode", o->decode, "Also run the prompt one token at a time; exit 1 if any logit differs from the prefill");
-  cmd->add_flag("--mtp", o->mtp, "Random weights: include the depth-1 MTP module (mtp_depth forced to 1)");
+  cmd->add_flag("--mtp", o->mtp,
+                "Force the config's mtp_depth to 1: random weights include the depth-1 MTP module, a checkpoint is expected "
+                "to hold it as layer num_hidden_layers (a note says when it does not)");
   cmd->add_flag("--fp8", o->fp8, "Random weights: store the projections as F8_E4M3 with 128x128 scales");
   cmd->add_option("--json", o->json, "Also write the result as JSON (atomically)");
+  cmd->add_option("--save-checkpoint", o->save,
+                  "Random weights: also write them to this directory as Hugging Face-named shards, "
+                  "model-00001-of-00002.safetensors (the main model) and model-00002-of-00002.safetensors (the MTP layer, with --mtp)");
   cmd->footer("Exit status: 0 on success, 1 when --decode differs from the prefill, 2 on bad input (a tensor whose shape "
               "disagrees with the config is named with both shapes).");
   cmd->callback([o] {
     ModelConfig cfg = find_model(o->model);
-    if (o->checkpoint.empty() && o->mtp) cfg.mtp_depth = 1;
+    if (o->mtp) cfg.mtp_depth = 1;
+    if (!o->save.empty() && !o->checkpoint.empty()) throw InputError("--save-checkpoint writes random weights; it cannot be given with a checkpoint");
     const auto t0 = std::chrono::steady_clock::now();
     model::Checkpoint ck;
-    if (o->checkpoint.empty())
-      ck.add(SafetensorsFile{"(random " + cfg.id + " seed " + std::to_string(o->seed) + ")", {}, model::random_checkpoint(cfg, o->seed, o->fp8)});
-    else
+    if (o->checkpoint.empty()) {
+      std::vector<Tensor> tensors = model::random_checkpoint(cfg, o->seed, o->fp8);
+      if (!o->save.empty()) save_shards(cfg, tensors, o->save);
+      ck.add(SafetensorsFile{"(random " + cfg.id + " seed " + std::to_string(o->seed) + ")", {}, std::move(tensors)});
+    } else {
       ck = model::open_checkpoint(o->checkpoint, o->layers);  // only the layers asked for are read
+    }
     const model::Weights w = model::load_weights(cfg, ck, o->layers);
     const auto t1 = std::chrono::steady_clock::now();
     std::vector<int32_t> tokens;
@@ -116,6 +140,7 @@ void add_forward(CLI::App& app) {
     std::printf("model %s: %lld of %lld layers%s from %s (%.2f s); prompt of %lld tokens, cache %s\n", cfg.id.c_str(),
                 static_cast<long long>(w.layers), static_cast<long long>(cfg.n_layers), w.mtp ? " + MTP" : "",
                 o->checkpoint.empty() ? "random weights" : o->checkpoint.c_str(), secs(t0, t1), static_cast<long long>(T), o->cache.c_str());
+    if (!w.mtp_note.empty()) std::printf("note: %s\n", w.mtp_note.c_str());
     nlohmann::json layers = nlohmann::json::array();
     for (int64_t l = 0; l <= w.layers; ++l) {
       double ss = 0;
@@ -157,6 +182,7 @@ void add_forward(CLI::App& app) {
                   tokens.back(), join(draft).c_str());
       result["mtp_top_tokens"] = draft;
     }
+    if (!w.mtp_note.empty()) result["mtp_note"] = w.mtp_note;
     if (!o->json.empty()) write_json_atomic(o->json, result);
     if (!same) throw Exit{1};
   });
