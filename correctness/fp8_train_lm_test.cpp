@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 
 #include "core/json_file.hpp"
+#include "core/safetensors.hpp"
 #include "reference/fp8_train_lm.hpp"
 
 namespace dsv3::fp8train {
@@ -41,6 +43,13 @@ TEST(TinyLmCorpus, MissingOrCorruptCorpusIsAClearError) {
     FAIL() << "a corpus file with NUL bytes was accepted";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir / "quotes") << std::string(4000, 'x') + "\n";
+  try {
+    load_corpus(dir);
+    FAIL() << "a corpus file without '%' separators was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("quotes"), std::string::npos) << e.what();  // names the file
   }
   std::ofstream(dir / "quotes") << "one fortune\n%\nanother\n%\n";
   EXPECT_THROW(load_corpus(dir), InputError);  // too little text
@@ -119,6 +128,52 @@ TEST(TinyLm, ShortRunLearnsInBothRecipes) {
   EXPECT_LT(loss[0], base) << "BF16 held-out loss vs unigram " << base;
   EXPECT_LT(loss[1], base) << "FP8 held-out loss vs unigram " << base;
   EXPECT_NEAR(loss[1] / loss[0], 1.0, 0.03);
+}
+
+// The trained weights as the MTP issue loads them: Hugging Face DeepSeek-V3 names and shapes
+// (reference/fp8_train_lm.hpp's table), BF16, the shared head written twice with the same bytes,
+// and the run's recipe, seed and config in the metadata.
+TEST(TinyLm, WeightsAreWrittenWithHuggingFaceNames) {
+  LmConfig c;
+  c.layers = 2;
+  c.batch = 2;
+  TrainConfig t;
+  t.recipe = Recipe::fp8;
+  t.steps = 2;
+  t.eval_every = 2;
+  t.eval_windows = 2;
+  const auto path = std::filesystem::temp_directory_path() / ("dsv3_tiny_lm_" + std::to_string(::getpid()) + ".safetensors");
+  train_lm(c, t, corpus(), nullptr, path);
+  const SafetensorsFile f = read_safetensors(path);
+  std::filesystem::remove(path);
+  const int64_t V = c.vocab, d = c.dim, F = c.inter;
+  std::map<std::string, Shape> want = {{"model.embed_tokens.weight", {V, d}}, {"model.norm.weight", {d}}, {"lm_head.weight", {V, d}}};
+  for (int64_t l = 0; l <= c.layers; ++l) {  // layer c.layers is the MTP module's block
+    const std::string pre = "model.layers." + std::to_string(l) + ".";
+    want[pre + "post_attention_layernorm.weight"] = {d};
+    want[pre + "mlp.gate_proj.weight"] = {F, d};
+    want[pre + "mlp.up_proj.weight"] = {F, d};
+    want[pre + "mlp.down_proj.weight"] = {d, F};
+  }
+  const std::string mtp = "model.layers." + std::to_string(c.layers) + ".";
+  want[mtp + "enorm.weight"] = {d};
+  want[mtp + "hnorm.weight"] = {d};
+  want[mtp + "eh_proj.weight"] = {d, 2 * d};
+  want[mtp + "shared_head.norm.weight"] = {d};
+  want[mtp + "shared_head.head.weight"] = {V, d};
+  std::map<std::string, Shape> got;
+  for (const Tensor& x : f.tensors) {
+    EXPECT_EQ(x.dtype(), DType::bf16) << x.name();
+    got[x.name()] = x.shape();
+  }
+  EXPECT_EQ(got, want);
+  const Tensor &head = f.get("lm_head.weight"), &copy = f.get(mtp + "shared_head.head.weight");
+  EXPECT_EQ(std::memcmp(head.raw(), copy.raw(), head.nbytes()), 0) << "the shared head's two copies differ";
+  EXPECT_EQ(f.metadata.at("recipe"), "fp8");
+  EXPECT_EQ(f.metadata.at("seed"), "1");
+  const nlohmann::json cfg = nlohmann::json::parse(f.metadata.at("config"));
+  EXPECT_EQ(cfg.at("layers"), c.layers);
+  EXPECT_EQ(cfg.at("num_nextn_predict_layers"), 1);
 }
 
 }  // namespace

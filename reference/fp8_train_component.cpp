@@ -26,6 +26,8 @@ std::vector<Case> eval_cases() {
   }
   // Ragged: one token; K and N off the 128 grid (the padding rule); M off it (Wgrad's padding).
   c.push_back(step_case(L::linear, R::fp8, 1, 128, 128));
+  c.push_back(step_case(L::linear, R::bf16, 1, 128, 128));
+  c.push_back(step_case(L::swiglu, R::fp8, 1, 128, 128));
   c.push_back(step_case(L::linear, R::fp8, 7, 200, 136));
   c.push_back(step_case(L::linear, R::bf16, 7, 200, 136));
   c.push_back(step_case(L::swiglu, R::fp8, 5, 192, 96));
