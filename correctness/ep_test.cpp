@@ -1,14 +1,19 @@
 // Property tests of the expert-parallel reference (reference/ep.hpp): the link accounting equals
-// the node-limit model's per-token counts, the node limit holds, edge cases (world size 1, every
-// token to one rank), the delivery check catches a misrouted, lost or duplicated token, bad input.
+// the node-limit model's per-token counts, the node limit holds (and binds: it changes the
+// routing), edge cases (world size 1, every token to one rank, tied gate scores), the delivery
+// check catches a misrouted, relabelled, lost or duplicated token, the combine check a wrong or
+// misaddressed partial, bad input. EPLB's placement: ep_placement_test.cpp.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <set>
 
+#include "core/dtype.hpp"
+#include "core/fill.hpp"
 #include "correctness/reference_run.hpp"
 #include "reference/ep.hpp"
 #include "reference/ep_checks.hpp"
-#include "reference/ep_placement.hpp"
 #include "reference/netmodel_node_limit.hpp"
 
 namespace dsv3::ep {
@@ -50,6 +55,100 @@ TEST(EpRef, LinkSendsMatchTheNodeLimitModel) {
   }
 }
 
+// Distinct nodes holding the K experts at `idx`.
+int64_t nodes_reached(const Params& p, const int32_t* idx) {
+  std::set<int64_t> nodes;
+  for (int64_t c = 0; c < p.routing().topk; ++c) nodes.insert(p.placement().node_of(idx[c]));
+  return static_cast<int64_t>(nodes.size());
+}
+
+// One rank per node, so every send is IB: with 8 nodes and M = 4 (V3's own ratio; the eval case
+// R=8 G=1 M=4) and with 4 nodes and M = 2 (ctest mpi.ep_np4_node_limit_binds) the limit binds:
+// the same scores routed without it reach more than M nodes for some tokens, with it at most M
+// and exactly M for some. The case's indices are the gate's on make_inputs' scores (its seed and
+// router, repeated here); the IB sends are the remote nodes reached, and there is no NVLink send.
+TEST(EpRef, NodeLimitBindsWithOneRankPerNode) {
+  for (const auto& [ranks, m] : {std::pair<int64_t, int64_t>{8, 4}, {4, 2}}) {
+    const Params p = params(ranks, 1, 16, m);
+    const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
+    const moe_gate::Routing limited = p.routing();
+    moe_gate::Routing unlimited = limited;
+    unlimited.topk_groups = unlimited.groups;
+    ASSERT_EQ(limited.groups, ranks);
+    ASSERT_EQ(limited.topk_groups, m);
+    netmodel::NodeLimitInputs router;  // as make_inputs draws the case's scores
+    router.model = p.model;
+    router.tokens = p.ranks * p.tokens;
+    router.seed = seed_from(p.to_string());
+    router.ranks = p.ranks;
+    router.ranks_per_node = p.ranks_per_node;
+    const std::vector<float> scores = netmodel::node_limit_scores(router, limited);
+    const auto idx = in[1].span<const int32_t>();
+    const int64_t K = limited.topk, E = limited.experts;
+    std::vector<int32_t> got(static_cast<std::size_t>(K)), free(static_cast<std::size_t>(K));
+    std::vector<double> w(static_cast<std::size_t>(K));
+    int64_t over_limit_unlimited = 0, at_limit = 0, ib = 0;
+    for (int64_t tok = 0; tok < router.tokens; ++tok) {
+      const float* sc = &scores[static_cast<std::size_t>(tok * E)];
+      moe_gate::route_token(limited, sc, nullptr, got.data(), w.data());
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), &idx[static_cast<std::size_t>(tok * K)])) << "token " << tok;
+      moe_gate::route_token(unlimited, sc, nullptr, free.data(), w.data());
+      const int64_t n = nodes_reached(p, got.data());
+      EXPECT_LE(n, m);
+      at_limit += n == m;
+      over_limit_unlimited += nodes_reached(p, free.data()) > m;
+      ib += netmodel::token_traffic(got.data(), K, tok / p.tokens, p.placement()).remote_nodes;
+    }
+    EXPECT_GT(over_limit_unlimited, 0) << "R=" << ranks << " M=" << m << ": the limit never binds";
+    EXPECT_GT(at_limit, 0) << "R=" << ranks << " M=" << m;
+    const auto sends = tensor_named(out, "link_sends").span<const int32_t>();
+    int64_t ib_sent = 0;
+    for (int64_t r = 0; r < p.ranks; ++r) {
+      ib_sent += sends[static_cast<std::size_t>(r * 3)];
+      EXPECT_EQ(sends[static_cast<std::size_t>(r * 3 + 1)], 0) << "one rank per node: no NVLink send";
+    }
+    EXPECT_EQ(ib_sent, ib);
+    const std::vector<Tensor> aids = combine_aids(p, in);
+    EXPECT_TRUE(delivery_check(p, aids, out).pass);
+    EXPECT_TRUE(combine_check(p, aids, out).pass);
+  }
+}
+
+// Tied gate scores: every node's group holds the same scores (distinct inside the group), so all
+// group scores tie and the gate keeps the lowest M groups (moe_gate's tie rule: lower index
+// first), then the top K / M experts of each. 4 nodes of 2 ranks, M = 2: every token goes to
+// nodes 0 and 1, K / 2 experts on each; the ranks of nodes 2 and 3 receive nothing, and the
+// reference still delivers and combines within the checks.
+TEST(EpRef, TiedGateScoresKeepTheLowestNodes) {
+  const Params p = params(8, 2, 6, 2);
+  std::vector<Tensor> in = make_inputs(p);
+  const moe_gate::Routing r = p.routing();
+  const int64_t K = r.topk, E = r.experts, per = r.per_group(), n = p.ranks * p.tokens;
+  auto idx = in[1].span<int32_t>();
+  auto wts = in[2].span<float>();
+  std::vector<float> scores(static_cast<std::size_t>(E));
+  std::vector<double> w(static_cast<std::size_t>(K));
+  for (int64_t tok = 0; tok < n; ++tok) {
+    // Position j of every group: 0.5 + a distinct multiple of 2^-10 (a permutation of 0..per-1 that
+    // varies with the token), exact in FP32, so the ties are exact.
+    for (int64_t e = 0; e < E; ++e)
+      scores[static_cast<std::size_t>(e)] = 0.5f + static_cast<float>(((e % per) * 37 + tok * 11) % per) * 0x1p-10f;
+    moe_gate::route_token(r, scores.data(), nullptr, &idx[static_cast<std::size_t>(tok * K)], w.data());
+    int64_t on_node[4] = {0, 0, 0, 0};
+    for (int64_t c = 0; c < K; ++c) {
+      ++on_node[p.placement().node_of(idx[static_cast<std::size_t>(tok * K + c)])];
+      wts[static_cast<std::size_t>(tok * K + c)] = static_cast<float>(w[static_cast<std::size_t>(c)]);
+    }
+    EXPECT_EQ(on_node[0], K / 2) << "token " << tok;
+    EXPECT_EQ(on_node[1], K / 2) << "token " << tok;
+  }
+  const std::vector<Tensor> out = run_reference_poisoned(p, in), aids = combine_aids(p, in);
+  for (int64_t d = 4; d < 8; ++d) EXPECT_EQ(tensor_named(out, "recv_count").get(d), 0.0) << "rank " << d << " (nodes 2, 3)";
+  const CompareReport delivery = delivery_check(p, aids, out), combine = combine_check(p, aids, out);
+  EXPECT_TRUE(delivery.pass) << delivery.message;
+  EXPECT_TRUE(combine.pass) << combine.message;
+}
+
 TEST(EpRef, WorldSizeOneIsAllLocal) {
   const Params p = params(1, 1, 8);
   const std::vector<Tensor> in = make_inputs(p), out = run_reference_poisoned(p, in);
@@ -70,18 +169,80 @@ TEST(EpRef, EveryTokenToRankZero) {
   EXPECT_TRUE(combine_check(p, aids, out).pass);
 }
 
-// The delivery check fails on a token sent to a rank without its experts, a lost token, a
-// duplicated token and a corrupted payload byte.
+// Copies received row `from` of rank `a` (meta, choices, weights, payload, scales) over row `to`
+// of rank `b` (FP8 wire; outputs in output_specs order).
+void copy_row(const Params& p, std::vector<Tensor>& o, int64_t a, int64_t from, int64_t b, int64_t to) {
+  const int64_t cap = p.capacity(), K = p.routing().topk, sg = p.scale_groups();
+  const int64_t src = a * cap + from, dst = b * cap + to;
+  auto meta = o[1].span<int32_t>();
+  auto ex = o[2].span<int32_t>();
+  auto w = o[3].span<float>();
+  auto sc = o[5].span<float>();
+  for (int64_t i = 0; i < 2; ++i) meta[static_cast<std::size_t>(dst * 2 + i)] = meta[static_cast<std::size_t>(src * 2 + i)];
+  for (int64_t c = 0; c < K; ++c) {
+    ex[static_cast<std::size_t>(dst * K + c)] = ex[static_cast<std::size_t>(src * K + c)];
+    w[static_cast<std::size_t>(dst * K + c)] = w[static_cast<std::size_t>(src * K + c)];
+  }
+  auto* x = static_cast<uint8_t*>(o[4].raw());
+  std::memcpy(x + dst * p.dim, x + src * p.dim, static_cast<std::size_t>(p.dim));
+  for (int64_t g = 0; g < sg; ++g) sc[static_cast<std::size_t>(dst * sg + g)] = sc[static_cast<std::size_t>(src * sg + g)];
+}
+
+// The delivery check fails on a token sent to a rank without its experts (as the sender packed it
+// for another rank, or with its choices made consistent with the wrong rank), a row carrying
+// another token's id, a lost token, a duplicated token and a corrupted payload byte.
 TEST(EpRef, DeliveryCheckCatchesMisroutedLostAndDuplicatedTokens) {
   const Params p = params(4, 2, 6);
   const std::vector<Tensor> in = make_inputs(p), ref = run_reference_poisoned(p, in), aids = combine_aids(p, in);
   ASSERT_TRUE(delivery_check(p, aids, ref).pass) << delivery_check(p, aids, ref).message;
-  const int64_t cap = p.capacity();
+  const int64_t cap = p.capacity(), K = p.routing().topk;
   auto mutate = [&](auto fn) {
     std::vector<Tensor> out = run_reference_poisoned(p, in);
     fn(out);
     return delivery_check(p, aids, out);
   };
+  // Misrouted: a token that rank `from` received (row `row`) also lands on rank `to`, which holds
+  // none of its experts, as that rank's next row.
+  const auto count = ref[0].span<const int32_t>();
+  const auto meta = ref[1].span<const int32_t>();
+  const auto idx = in[1].span<const int32_t>();
+  int64_t from = -1, row = -1, to = -1;
+  for (int64_t d = 0; d < p.ranks && to < 0; ++d)
+    for (int64_t i = 0; i < count[static_cast<std::size_t>(d)] && to < 0; ++i) {
+      const auto at = static_cast<std::size_t>((d * cap + i) * 2);
+      const int64_t tok = meta[at] * p.tokens + meta[at + 1];
+      std::set<int64_t> holders;
+      for (int64_t c = 0; c < K; ++c) holders.insert(p.placement().rank_of(idx[static_cast<std::size_t>(tok * K + c)]));
+      for (int64_t r = 0; r < p.ranks && to < 0; ++r)
+        if (!holders.count(r)) from = d, row = i, to = r;
+    }
+  ASSERT_GE(to, 0) << "no token misses a rank: pick another case";
+  const CompareReport misrouted = mutate([&](std::vector<Tensor>& o) {
+    copy_row(p, o, from, row, to, count[static_cast<std::size_t>(to)]);
+    ++o[0].span<int32_t>()[static_cast<std::size_t>(to)];
+  });
+  EXPECT_FALSE(misrouted.pass);
+  EXPECT_NE(misrouted.message.find("rank " + std::to_string(to) + ":"), std::string::npos) << misrouted.message;
+  const CompareReport misrouted_clean = mutate([&](std::vector<Tensor>& o) {
+    const int64_t at = to * cap + count[static_cast<std::size_t>(to)];
+    copy_row(p, o, from, row, to, count[static_cast<std::size_t>(to)]);
+    for (int64_t c = 0; c < K; ++c) {  // the choices a sender computes for a rank without the experts
+      o[2].span<int32_t>()[static_cast<std::size_t>(at * K + c)] = -1;
+      o[3].span<float>()[static_cast<std::size_t>(at * K + c)] = 0.0f;
+    }
+    ++o[0].span<int32_t>()[static_cast<std::size_t>(to)];
+  });
+  EXPECT_FALSE(misrouted_clean.pass);
+  EXPECT_NE(misrouted_clean.message.find("has no expert here (misrouted)"), std::string::npos) << misrouted_clean.message;
+  // Another token's id: rank 0's first two rows swap their token ids (no token lost or repeated).
+  ASSERT_GE(count[0], 2);
+  const CompareReport relabelled = mutate([&](std::vector<Tensor>& o) {
+    auto m = o[1].span<int32_t>();
+    std::swap(m[0], m[2]);
+    std::swap(m[1], m[3]);
+  });
+  EXPECT_FALSE(relabelled.pass);
+  EXPECT_NE(relabelled.message.find("rank 0: token"), std::string::npos) << relabelled.message;
   // Lost: rank 0 forgets its last row.
   const CompareReport lost = mutate([&](std::vector<Tensor>& o) {
     auto c = o[0].span<int32_t>();
@@ -106,82 +267,86 @@ TEST(EpRef, DeliveryCheckCatchesMisroutedLostAndDuplicatedTokens) {
   EXPECT_NE(bad.message.find("payload"), std::string::npos) << bad.message;
 }
 
-// EPLB's global policy on a hand-worked case: loads 10, 1, 1, 1 on 2 ranks x 3 slots. The two
-// extra slots go to expert 0 (10/1, then 10/2 beat 1); replicas of 10/3 are packed first: ranks
-// 0, 1, 0 (tie: the lower rank); then the ones: rank 1 (3.33 < 6.67), rank 1, and rank 0 (rank 1
-// is full): loads 7.67 and 5.33, max/mean 7.67 / 6.5. Contiguous: 11 and 2, 11 / 6.5.
-TEST(EpPlacement, GlobalPolicyOnAHandWorkedCase) {
-  const std::vector<double> load = {10, 1, 1, 1};
-  const Placement after = eplb_global(load, 2, 3);
-  EXPECT_EQ(after.replicas, (std::vector<int64_t>{3, 1, 1, 1}));
-  EXPECT_EQ(after.rank_slots[0], (std::vector<int64_t>{0, 0, 3}));
-  EXPECT_EQ(after.rank_slots[1], (std::vector<int64_t>{0, 1, 2}));
-  EXPECT_NEAR(after.max_over_mean, (20.0 / 3 + 1) / 6.5, 1e-12);
-  EXPECT_NEAR(contiguous(load, 2).max_over_mean, 11 / 6.5, 1e-12);
-  EXPECT_THROW(eplb_global(load, 1, 3), std::invalid_argument);  // 3 slots for 4 experts
-  EXPECT_THROW(eplb_global({1, -1}, 2, 1), std::invalid_argument);
-}
-
-// EPLB's hierarchical policy on a hand-worked case: 8 experts in 4 groups of 2, 2 nodes of 2 ranks
-// x 3 slots. Loads 8 0 | 1 1 | 3 3 | 2 2: groups 8, 2, 6, 4 -> node 0 gets groups 0 and 1 (8, then
-// the last, 2), node 1 groups 2 and 3 (6 and 4). Node 0's two extra slots both go to expert 0
-// (8/1, then 8/2 > 1): three replicas of 8/3 -> ranks 0, 1, 0; then 1, 1 -> rank 1, rank 1; 0 ->
-// rank 0: loads 16/3 and 14/3. Node 1: experts 4 and 5 (3, ties: the lower first) get one extra
-// each: 2, 2 -> ranks 2, 3; four replicas of 1.5 alternate: 5 and 5. Max/mean (16/3) / 5.
-TEST(EpPlacement, HierarchicalPolicyOnAHandWorkedCase) {
-  const std::vector<double> load = {8, 0, 1, 1, 3, 3, 2, 2};
-  const Placement h = eplb_hierarchical(load, 4, 2, 4, 3);
-  EXPECT_EQ(h.group_node, (std::vector<int64_t>{0, 0, 1, 1}));
-  EXPECT_EQ(h.replicas, (std::vector<int64_t>{3, 1, 1, 1, 2, 2, 1, 1}));
-  EXPECT_EQ(h.rank_slots[0], (std::vector<int64_t>{0, 0, 1}));
-  EXPECT_EQ(h.rank_slots[1], (std::vector<int64_t>{0, 2, 3}));
-  EXPECT_EQ(h.rank_slots[2], (std::vector<int64_t>{6, 4, 5}));
-  EXPECT_EQ(h.rank_slots[3], (std::vector<int64_t>{7, 4, 5}));
-  EXPECT_NEAR(h.max_over_mean, (16.0 / 3) / 5, 1e-12);
-  // Token 0 -> experts 0 and 4: replica 0 of each, ranks 0 and 2, two nodes; token 1 -> experts 0
-  // and 1: replica 1 of expert 0 (rank 0) and expert 1 (rank 0), one node.
-  EXPECT_DOUBLE_EQ(mean_nodes_per_token(h, {0, 4, 0, 1}, 2, 2), 1.5);
-  // With one group and one node it is the global policy.
-  const std::vector<double> skewed = {10, 1, 1, 1};
-  const Placement g = eplb_global(skewed, 2, 3), one = eplb_hierarchical(skewed, 1, 1, 2, 3);
-  EXPECT_EQ(one.rank_slots, g.rank_slots);
-  EXPECT_EQ(one.replicas, g.replicas);
-  auto named = [&](int64_t groups, int64_t nodes, int64_t ranks, int64_t slots, const char* what) {
-    try {
-      eplb_hierarchical(load, groups, nodes, ranks, slots);
-      ADD_FAILURE() << "no error for " << what;
-    } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-    }
-  };
-  named(3, 1, 4, 3, "groups do not divide");
-  named(4, 3, 3, 3, "nodes do not divide 4 groups");
-  named(4, 2, 3, 3, "nodes do not divide 3 ranks");
-  named(4, 2, 4, 1, "cannot hold its 4 experts");
-}
-
-TEST(EpPlacement, RedundancyLowersTheImbalanceOfASkewedRouter) {
-  const nlohmann::json rows = placement_study(true);
-  int checked = 0;
-  for (const auto& r : rows) {
-    if (r["skew"].get<double>() < 1.0) continue;
-    EXPECT_GT(r["contiguous_rank_max_over_mean"].get<double>(), 1.2);  // a skewed router loads some ranks more
-    EXPECT_LT(r["eplb_rank_max_over_mean"].get<double>(), r["contiguous_rank_max_over_mean"].get<double>());
-    EXPECT_LT(r["hierarchical_rank_max_over_mean"].get<double>(), r["contiguous_rank_max_over_mean"].get<double>());
-    if (r["redundant"].get<int64_t>() == r["ranks"].get<int64_t>()) {  // one redundant expert per GPU
-      EXPECT_LT(r["eplb_rank_max_over_mean"].get<double>(), 1.1);
-    }
-    ++checked;
+// run_reference's steps by hand, up to the combine's finish: every rank packs its dispatch, what
+// rank s packs for d is d's s-th packet, every rank stores and packs its partials; returns
+// partials[s][d], what source s gets back from rank d (the dispatch outputs are in `out`).
+std::vector<Packets> combine_partials(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
+  const auto R = static_cast<std::size_t>(p.ranks);
+  std::vector<Packets> received(R, Packets(R)), partials(R, Packets(R));
+  for (std::size_t s = 0; s < R; ++s) {
+    Packets sent = pack_dispatch(p, static_cast<int64_t>(s), in, nullptr);
+    for (std::size_t d = 0; d < R; ++d) received[d][s] = std::move(sent[d]);
   }
-  EXPECT_EQ(checked, 6);  // two deployments x three redundancies
-  for (const auto& r : rows) {
-    // Hierarchical keeps each group in one node: the gate's limit still bounds the nodes per token;
-    // with one group per node (64 GPUs in 8 nodes) they are the contiguous placement's exactly.
-    EXPECT_LE(r["hierarchical_nodes_per_token"].get<double>(), r["node_limit"].get<double>());
-    if (r["nodes"] == r["groups"]) {
-      EXPECT_DOUBLE_EQ(r["hierarchical_nodes_per_token"].get<double>(), r["contiguous_nodes_per_token"].get<double>());
-      EXPECT_GT(r["eplb_nodes_per_token"].get<double>(), r["hierarchical_nodes_per_token"].get<double>()) << r.dump();
+  for (std::size_t d = 0; d < R; ++d) {
+    store_received(p, static_cast<int64_t>(d), received[d], out);
+    Packets back = pack_combine(p, received[d]);
+    for (std::size_t s = 0; s < R; ++s) partials[s][d] = std::move(back[s]);
+  }
+  return partials;
+}
+
+// The combine check fails on a partial with a wrong value or one naming another token of its
+// source; finish_combine refuses a token id outside the source's tokens.
+TEST(EpRef, CombineCheckCatchesAWrongOrMisaddressedPartial) {
+  const Params p = params(4, 2, 6);  // BF16 combine: a partial row is the token (i32) and D BF16
+  const std::vector<Tensor> in = make_inputs(p), ref = run_reference_poisoned(p, in), aids = combine_aids(p, in);
+  auto finish = [&](auto mutate) {
+    std::vector<Tensor> out = allocate(output_specs(p));
+    std::vector<Packets> partials = combine_partials(p, in, out);
+    mutate(partials);
+    for (int64_t s = 0; s < p.ranks; ++s) finish_combine(p, s, partials[static_cast<std::size_t>(s)], out);
+    return out;
+  };
+  const std::vector<Tensor> same = finish([](std::vector<Packets>&) {});
+  const Tensor &y = tensor_named(same, "y"), &y_ref = tensor_named(ref, "y");
+  ASSERT_EQ(std::memcmp(y.raw(), y_ref.raw(), y.nbytes()), 0) << "the steps by hand are run_reference's";
+  ASSERT_TRUE(combine_check(p, aids, same).pass);
+  // The partial to spoil: the first row source 0 gets back from another rank (at its largest
+  // channel for a wrong value).
+  int64_t sender = -1;
+  finish([&](std::vector<Packets>& partials) {
+    for (int64_t d = 1; d < p.ranks && sender < 0; ++d)
+      if (!partials[0][static_cast<std::size_t>(d)].empty()) sender = d;
+  });
+  ASSERT_GE(sender, 0) << "source 0 gets nothing back from the other ranks: pick another case";
+  auto largest_channel = [&](const std::vector<uint8_t>& row) {
+    int64_t best = 0;
+    float best_abs = -1;
+    for (int64_t j = 0; j < p.dim; ++j) {
+      uint16_t b;
+      std::memcpy(&b, row.data() + 4 + 2 * j, 2);
+      if (std::fabs(bf16_to_f32(b)) > best_abs) best_abs = std::fabs(bf16_to_f32(b)), best = j;
     }
+    return best;
+  };
+  // A wrong value: the channel negated, so y moves by twice the partial, far past the bound
+  // (2^-8 of the magnitudes, ep_checks.hpp).
+  const std::vector<Tensor> wrong = finish([&](std::vector<Packets>& partials) {
+    std::vector<uint8_t>& packet = partials[0][static_cast<std::size_t>(sender)];
+    packet[static_cast<std::size_t>(4 + 2 * largest_channel(packet) + 1)] ^= 0x80;  // the BF16 sign bit
+  });
+  const CompareReport wrong_value = combine_check(p, aids, wrong);
+  EXPECT_FALSE(wrong_value.pass);
+  EXPECT_NE(wrong_value.message.find("y element"), std::string::npos) << wrong_value.message;
+  // Another token: the row names the next token of source 0, which gets the partial twice while
+  // its own token misses it.
+  const std::vector<Tensor> misaddressed = finish([&](std::vector<Packets>& partials) {
+    std::vector<uint8_t>& packet = partials[0][static_cast<std::size_t>(sender)];
+    int32_t token;
+    std::memcpy(&token, packet.data(), 4);
+    token = static_cast<int32_t>((token + 1) % p.tokens);
+    std::memcpy(packet.data(), &token, 4);
+  });
+  EXPECT_FALSE(combine_check(p, aids, misaddressed).pass);
+  // A token outside 0..T-1: finish_combine refuses it.
+  try {
+    finish([&](std::vector<Packets>& partials) {
+      const int32_t outside = static_cast<int32_t>(p.tokens);
+      std::memcpy(partials[0][static_cast<std::size_t>(sender)].data(), &outside, 4);
+    });
+    ADD_FAILURE() << "a partial naming token " << p.tokens << " was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("names token 6"), std::string::npos) << e.what();
   }
 }
 

@@ -7,8 +7,9 @@
 // experts' partial sums are FP64 with explicit round-to-nearest operations in the reference's order
 // and one rounding to BF16, the source adds the partials in ascending sender rank in FP32.
 //
-// A device dispatch row (this execution's wire; the bytes DeepEP counts are unchanged, the
-// reference's packed rows in ep.hpp are the CPU transports' form):
+// A device dispatch row (this execution's wire; the bytes per send that the bandwidth formulas of
+// docs/ep.md count are unchanged, the reference's packed rows in ep.hpp are the CPU transports'
+// form):
 //   [0, 8)            source rank, token (i32)
 //   [8, 8 + 4K)       the K choices' global expert ids where the expert is on the receiver, else -1
 //   [8 + 4K, 8 + 8K)  their weights (f32), 0 elsewhere

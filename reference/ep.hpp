@@ -131,15 +131,20 @@ float wire_value(const Params& p, const uint8_t* payload, const uint8_t* scales,
 double bytes_per_dispatch_send(const Params& p);
 double bytes_per_combine_send(const Params& p);
 
-// The bandwidth of one dispatch or combine as DeepEP's tests report it: per link type, the bytes
-// the busiest rank moves over that link divided by the time (the slowest rank's), so a figure
-// compares with the link's speed:
-//   ib_bytes(r)     = IB sends of rank r x bytes per send      (link_sends[r][0])
-//   nvlink_bytes(r) = NVLink sends of rank r x bytes per send  (link_sends[r][1], forwards included)
+// The bandwidth of one dispatch or combine per link type, counted on the V3 path's physical
+// sends: the bytes the busiest rank sends over that link divided by the time (the slowest
+// rank's), so a figure compares with the link's speed:
+//   ib_bytes(r)     = IB sends of rank r x bytes per send      (link_sends[r][0]: one per token
+//                     and remote node; its own node is not counted)
+//   nvlink_bytes(r) = NVLink sends of rank r x bytes per send  (link_sends[r][1]: direct sends to
+//                     the other ranks of its node and forwards as landing rank)
 //   bytes per send  = bytes_per_dispatch_send (payload + scales) or bytes_per_combine_send (2 D)
 //   GB/s            = max_r bytes(r) / seconds / 1e9
 // The combine retraces the dispatch's path, so the same counts serve both. Local copies move no
-// link bytes. `sends` is link_sends' [R, 3] i32.
+// link bytes. `sends` is link_sends' [R, 3] i32. Not the count of DeepEP's normal-kernel test
+// (tests/test_internode.py, later tests/legacy/test_internode.py), which takes a rank's (token,
+// node) pairs with its own node included as RDMA bytes and the rows it receives as NVL bytes, each
+// over that rank's own time: summed over ranks those counts are the larger (docs/ep.md).
 struct LinkBandwidth {
   double seconds = 0;
   double ib_bytes = 0, nvlink_bytes = 0;  // of the busiest rank for each link

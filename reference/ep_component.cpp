@@ -1,5 +1,5 @@
-// The ep component: cases (world sizes 1-8, one or several nodes, node limits, FP8 / power-of-two /
-// BF16 wires, every token to one rank), the simulated-ranks reference, and two checks that hold
+// The ep component: cases (world sizes 1-8, one or several nodes, node limits that bind, FP8 /
+// power-of-two / BF16 wires, every token to one rank), the simulated-ranks reference, and two checks that hold
 // for any execution of a case whatever its order: the delivery check (every token at exactly the
 // ranks that hold its experts, payload and choices intact) and the combine's bound against FP64.
 #include "core/json_file.hpp"
@@ -30,6 +30,9 @@ std::vector<Case> eval_cases() {
   c.push_back(ep_case(v3, 8, 2, 12, Wire::fp8, 2));  // 4 nodes, M = 2: forwarding inside nodes
   c.push_back(ep_case(v3, 8, 2, 12, Wire::fp8, 4));  // M = nodes: unrestricted
   c.push_back(ep_case(v3, 8, 4, 7, Wire::fp8, 1));   // 2 nodes, M = 1: every token stays on one node
+  // 8 nodes of one rank, M = 4 (V3's 8 groups, top-4): IB only, and the limit binds (unlimited,
+  // tokens reach more than 4 nodes: EpRef.NodeLimitBindsWithOneRankPerNode).
+  c.push_back(ep_case(v3, 8, 1, 8, Wire::fp8, 4));
   c.push_back(ep_case(v3, 4, 2, 1));                 // one token per rank
   c.push_back(ep_case(v3, 4, 2, 9, Wire::fp8, 0, Draw::all_to_rank0));  // rank 0 receives all, the rest nothing
   c.push_back(ep_case("deepseek-v2-lite-16b", 4, 2, 16, Wire::bf16));   // softmax gate, top-6 of 64
@@ -39,6 +42,9 @@ std::vector<Case> eval_cases() {
   for (int x_log2 : {0, -6}) {
     c.push_back(ep_case(v3, 4, 2, 16, Wire::fp8, 0, Draw::router, 256, CombineWire::logfmt10, x_log2));
   }
+  // No case with tied gate scores: a case's routing comes from Params' draws (reference/ep.cpp
+  // make_inputs), which have no tied one; EpRef.TiedGateScoresKeepTheLowestNodes routes tied
+  // scores through the gate and holds the reference to the delivery and combine checks.
   return c;
 }
 

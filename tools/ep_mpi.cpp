@@ -4,9 +4,10 @@
 // packets travel as point-to-point messages; then the combine packets travel back. Rank 0 gathers
 // every rank's slices and compares them bit for bit with the simulated execution (the reference),
 // then runs the order-free delivery and combine checks, and prints the dispatch and combine times
-// (the slowest rank's) with the per-link bandwidths of the busiest rank as DeepEP reports them
-// (reference/ep.hpp link_bandwidth), and with --json writes them. Exit status: 0 when identical and checked, 1 on a difference, 2 on bad
-// input, 3 when a peer did not answer within --timeout (the job is aborted, naming the ranks).
+// (the slowest rank's) with the per-link bandwidths of the busiest rank (the V3 path's sends;
+// reference/ep.hpp link_bandwidth), and with --json writes them. Exit status: 0 when identical and
+// checked, 1 on a difference, 2 on bad input, 3 when a peer did not answer within --timeout (every
+// wait, collectives included, has that deadline; the job is aborted, naming the ranks).
 // A mismatched configuration across ranks (another case string) is reported with the rank.
 // dsv3_ep_mpi_single is this program over tools/mpi_single.hpp (world size 1, no MPI library): the
 // test of that stand-in, which the NCCL execution uses on machines without MPI.
@@ -62,8 +63,10 @@ int run(int argc, char** argv) {
   const std::vector<dsv3::Tensor> in = dsv3::ep::make_inputs(p);
   std::vector<dsv3::Tensor> out = dsv3::allocate(dsv3::ep::output_specs(p));
   for (dsv3::Tensor& t : out) std::memset(t.raw(), 0, t.nbytes());
-  MPI_Barrier(MPI_COMM_WORLD);
-  opt.inject_faults();
+  MPI_Request barrier = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &barrier);
+  dsv3::ep_mpi::wait_collective(barrier, "waiting for every rank before the dispatch");
+  opt.inject_faults("dispatch");
   const double t0 = MPI_Wtime();
   std::vector<int32_t> sends(static_cast<std::size_t>(g_world.size * 3), 0);
   const Packets received = exchange(dsv3::ep::pack_dispatch(p, g_world.rank, in, sends.data()), "dispatch");

@@ -1,68 +1,33 @@
 // What the two one-process-per-rank executions of an ep case share (tools/ep_mpi.cpp: CPU
 // processes and point-to-point messages; tools/ep_nccl.cpp: one GPU per process and NCCL): the
-// case options, the check that every rank runs the same case, waits with a deadline that name the
-// ranks that never answered, the exchange of one value per peer, the gathering of every rank's
+// case options, the check that every rank runs the same case, the fault injections, the exchange
+// of one value per peer, the gathering of every rank's
 // output slices on rank 0, and rank 0's report (bit-for-bit comparison with the simulated
-// execution, the order-free checks, times and DeepEP-style per-link bandwidths, --json).
+// execution, the order-free checks, times and per-link bandwidths, --json). Every wait, point to
+// point or collective, has the --timeout deadline of tools/mpi_deadline.hpp, which names the ranks
+// that never answered.
 // Exit statuses: 0 identical and checked, 1 a difference, 2 bad input (or a CUDA/NCCL error), 3 a
 // peer that did not answer within --timeout.
 #pragma once
 
-#if DSV3_MPI_SINGLE
-#include "tools/mpi_single.hpp"  // no MPI library: world size 1
-#else
-#include <mpi.h>
-#endif
-
 #include <CLI/CLI.hpp>
 
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/json_file.hpp"
 #include "reference/ep.hpp"
 #include "reference/ep_checks.hpp"
+#include "tools/mpi_deadline.hpp"  // <mpi.h> or tools/mpi_single.hpp
 
 namespace dsv3::ep_mpi {
 
-struct World {
-  int rank = 0, size = 1;
-  double timeout = 60;  // seconds to wait for a peer
-  const char* tool = "dsv3_ep";
-};
-inline World g_world;
-
-[[noreturn]] inline void abort_job(const std::string& why, int code) {
-  std::fprintf(stderr, "%s: rank %d: %s\n", g_world.tool, g_world.rank, why.c_str());
-  std::fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, code);
-  std::exit(code);
-}
-
-// Waits for `reqs` with a deadline; on timeout names the peers whose message never completed.
-inline void wait_all(std::vector<MPI_Request>& reqs, const std::vector<int>& peer, const char* what) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(g_world.timeout);
-  while (true) {
-    int done = 0;
-    MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
-    if (done) return;
-    if (std::chrono::steady_clock::now() > deadline) {
-      std::string missing;
-      for (std::size_t i = 0; i < reqs.size(); ++i) {
-        int flag = 0;
-        if (reqs[i] != MPI_REQUEST_NULL) MPI_Test(&reqs[i], &flag, MPI_STATUS_IGNORE);
-        if (reqs[i] != MPI_REQUEST_NULL && !flag) missing += (missing.empty() ? "" : ", ") + std::to_string(peer[i]);
-      }
-      abort_job(std::string(what) + ": no answer within " + std::to_string(g_world.timeout) + " s from rank(s) " + missing +
-                    " (exited early or stuck)", 3);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
-}
+using mpi_deadline::abort_job;
+using mpi_deadline::g_world;
+using mpi_deadline::wait_all;
+using mpi_deadline::wait_collective;
 
 // Sends out[peer] to every peer and returns what every peer sent here (indexed by source).
 inline std::vector<uint64_t> exchange_values(const std::vector<uint64_t>& out, const char* what) {
@@ -102,6 +67,7 @@ struct Options {
   ep::Params p;
   std::string wire = "fp8", combine = "bf16", draw = "router", json;
   int exit_rank = -1, stall_rank = -1;
+  std::string fault_at = "dispatch";  // where the faults strike: "start" (before the first collective) or "dispatch"
 
   void add_to(CLI::App& app) {
     app.add_option("--model", p.model, "Model config id (datasets/models): experts, top-k, gate")->capture_default_str();
@@ -115,8 +81,11 @@ struct Options {
     app.add_option("--x-scale-log2", p.x_scale_log2, "Inputs scaled by 2^this (e.g. -6 keeps LogFMT groups encoded)")->capture_default_str();
     app.add_option("--draw", draw, "router or all_to_rank0")->capture_default_str();
     app.add_option("--timeout", g_world.timeout, "Seconds to wait for a peer before aborting the job")->capture_default_str();
-    app.add_option("--exit-rank", exit_rank, "Fault injection: this rank exits before the dispatch");
-    app.add_option("--stall-rank", stall_rank, "Fault injection: this rank sleeps past --timeout before the dispatch");
+    app.add_option("--exit-rank", exit_rank, "Fault injection: this rank exits (at --fault-at)");
+    app.add_option("--stall-rank", stall_rank, "Fault injection: this rank sleeps past --timeout (at --fault-at)");
+    app.add_option("--fault-at", fault_at, "Where the faults strike: start (before the first collective, the case check) or dispatch")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"start", "dispatch"}));
     app.add_option("--json", json, "Rank 0 writes the case, the times and the per-link bandwidths here (JSON, atomically)");
   }
 
@@ -135,25 +104,31 @@ struct Options {
     return p;
   }
 
-  // The fault injections, at the point where the dispatch would start.
-  void inject_faults() const {
+  // The fault injections, where `phase` is --fault-at: "start" (Options::parse, before the case
+  // check's collective) or "dispatch" (the tools, after their last barrier, where the dispatch starts).
+  void inject_faults(const char* phase) const {
+    if (fault_at != phase) return;
     if (g_world.rank == exit_rank) {
-      std::fprintf(stderr, "%s: rank %d exits early (--exit-rank)\n", g_world.tool, g_world.rank);
+      std::fprintf(stderr, "%s: rank %d exits early (--exit-rank, at %s)\n", g_world.tool, g_world.rank, phase);
       std::exit(4);
     }
-    if (g_world.rank == stall_rank) std::this_thread::sleep_for(std::chrono::duration<double>(g_world.timeout + 30));
+    if (g_world.rank == stall_rank) mpi_deadline::stall_past_the_deadline();
   }
 };
 
-// Every rank must run the same case: aborts naming a rank whose case string differs.
+// Every rank must run the same case: aborts naming a rank whose case string differs (each rank
+// that sees a difference reports the first such rank, its case and its own).
 inline void require_same_case(const ep::Params& p) {
   char mine[256] = {0};
   std::snprintf(mine, sizeof mine, "%s", p.to_string().c_str());
   std::vector<char> all(static_cast<std::size_t>(256 * g_world.size));
-  MPI_Allgather(mine, 256, MPI_CHAR, all.data(), 256, MPI_CHAR, MPI_COMM_WORLD);
+  MPI_Request req = MPI_REQUEST_NULL;
+  MPI_Iallgather(mine, 256, MPI_CHAR, all.data(), 256, MPI_CHAR, MPI_COMM_WORLD, &req);
+  wait_collective(req, "checking that every rank runs the same case");
   for (int r = 0; r < g_world.size; ++r)
     if (std::strncmp(all.data() + 256 * r, mine, 256) != 0)
-      abort_job("rank " + std::to_string(r) + " runs another case: '" + std::string(all.data() + 256 * r) + "' vs '" + mine + "'", 2);
+      abort_job("rank " + std::to_string(r) + " runs another case: '" + std::string(all.data() + 256 * r) + "' (this rank: '" + mine + "')",
+                2);
 }
 
 inline bool Options::parse(CLI::App& app, int argc, char** argv, int& exit_code) {
@@ -164,7 +139,9 @@ inline bool Options::parse(CLI::App& app, int argc, char** argv, int& exit_code)
     exit_code = e.get_exit_code() == 0 ? 0 : 2;
     return false;
   }
-  require_same_case(params());
+  const ep::Params checked = params();  // bad input is named before any peer is waited for
+  inject_faults("start");
+  require_same_case(checked);
   return true;
 }
 
@@ -177,8 +154,12 @@ inline int gather_and_report(const ep::Params& p, const std::vector<Tensor>& in,
                              const double local_seconds[2], const std::string& json, const char* how,
                              const nlohmann::json& extra = nlohmann::json::object()) {
   double slowest[2] = {0, 0};
-  MPI_Reduce(local_seconds, slowest, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-  MPI_Reduce(g_world.rank == 0 ? MPI_IN_PLACE : sends.data(), sends.data(), g_world.size * 3, MPI_INT32_T, MPI_SUM, 0, MPI_COMM_WORLD);
+  MPI_Request req = MPI_REQUEST_NULL;
+  MPI_Ireduce(local_seconds, slowest, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD, &req);
+  wait_collective(req, "reducing the times");
+  MPI_Ireduce(g_world.rank == 0 ? MPI_IN_PLACE : sends.data(), sends.data(), g_world.size * 3, MPI_INT32_T, MPI_SUM, 0, MPI_COMM_WORLD,
+              &req);
+  wait_collective(req, "summing the link sends");
   for (std::size_t i = 0; i + 1 < out.size(); ++i) gather_slices(out[i], out[i].nbytes() / static_cast<std::size_t>(g_world.size));
   if (g_world.rank != 0) return 0;
   std::memcpy(out.back().raw(), sends.data(), out.back().nbytes());
@@ -198,7 +179,8 @@ inline int gather_and_report(const ep::Params& p, const std::vector<Tensor>& in,
   }
   std::printf("case %s over %d %s: %s; dispatch %.3f ms, combine %.3f ms (slowest rank)\n", p.to_string().c_str(), g_world.size, how,
               diffs ? "FAILED" : "identical to the simulated execution", slowest[0] * 1e3, slowest[1] * 1e3);
-  // Per-link bandwidth as DeepEP counts it (reference/ep.hpp link_bandwidth): the busiest rank.
+  // Per-link bandwidth on the V3 path's sends (reference/ep.hpp link_bandwidth; not DeepEP's test
+  // count, docs/ep.md): the busiest rank's bytes over the slowest rank's time.
   const ep::LinkBandwidth bw[2] = {ep::link_bandwidth(p, sends.data(), ep::bytes_per_dispatch_send(p), slowest[0]),
                                    ep::link_bandwidth(p, sends.data(), ep::bytes_per_combine_send(p), slowest[1])};
   // And in nccl-tests' all-to-all terms (reference/ep.hpp alltoall_bandwidth): algbw, busbw.

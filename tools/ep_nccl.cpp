@@ -3,7 +3,9 @@
 //   mpirun -np 8 build/dsv3_ep_nccl --ranks-per-node 8 --tokens 4096 --dim 7168
 // Rank 0 makes the ncclUniqueId and broadcasts it over MPI; every process joins one communicator
 // (non-blocking, so every wait below can give up) on the GPU numbered by its rank among the
-// node's processes; more processes on a node than GPUs is an error (NCCL gives a GPU to one rank).
+// processes with its host name; more processes on a node than GPUs is an error (NCCL gives a GPU
+// to one rank). The MPI collectives are non-blocking too, waited for with the --timeout deadline
+// that names silent ranks (tools/mpi_deadline.hpp).
 // Where no MPI library is found (the lent GPU machines) it is built over tools/mpi_single.hpp and
 // runs with world size 1 without mpirun. Every
 // process builds the case's inputs (seeded: all agree), uploads its own slice and runs its rank's
@@ -18,7 +20,7 @@
 // over --iters after --warmup; the slowest rank's mean is reported. The last iteration's outputs
 // go to rank 0, which compares them bit for bit with the simulated execution and runs the
 // delivery and combine checks (tools/ep_mpi_common.hpp, shared with dsv3_ep_mpi), then prints
-// the per-link bandwidths as DeepEP counts them. World size 1 runs (the self segment only).
+// the per-link bandwidths (the V3 path's sends, reference/ep.hpp link_bandwidth). World size 1 runs (the self segment only).
 // Exit status: 0 identical and checked, 1 a difference, 2 bad input, no GPU or a CUDA/NCCL error
 // (named), 3 a peer that did not answer or progress within --timeout.
 #include <cuda_runtime.h>
@@ -91,17 +93,26 @@ void wait_stream(cudaStream_t s, ncclComm_t comm, const char* what) {
   }
 }
 
-// The device this process uses: its rank among the processes of its node (one GPU each).
+// The device this process uses: its rank among the processes of its node (one GPU each). The
+// node is the host name (MPI_Get_processor_name), gathered non-blocking with the deadline:
+// MPI_Comm_split_type would group by shared memory the same way, but has no non-blocking form.
 int pick_device() {
   int devices = 0;
   if (const cudaError_t e = cudaGetDeviceCount(&devices); e != cudaSuccess || devices == 0)
     throw std::invalid_argument(std::string("no CUDA device (cudaGetDeviceCount: ") + cudaGetErrorString(e) + ")");
-  MPI_Comm node;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_world.rank, MPI_INFO_NULL, &node);
-  int local = 0, local_size = 1;
-  MPI_Comm_rank(node, &local);
-  MPI_Comm_size(node, &local_size);
-  MPI_Comm_free(&node);
+  constexpr int kName = MPI_MAX_PROCESSOR_NAME;
+  std::vector<char> mine(kName, 0), all(static_cast<std::size_t>(kName) * static_cast<std::size_t>(g_world.size));
+  int length = 0;
+  MPI_Get_processor_name(mine.data(), &length);
+  MPI_Request req = MPI_REQUEST_NULL;
+  MPI_Iallgather(mine.data(), kName, MPI_CHAR, all.data(), kName, MPI_CHAR, MPI_COMM_WORLD, &req);
+  dsv3::ep_mpi::wait_collective(req, "gathering the host names");
+  int local = 0, local_size = 0;
+  for (int r = 0; r < g_world.size; ++r)
+    if (std::strncmp(all.data() + static_cast<std::size_t>(r) * kName, mine.data(), kName) == 0) {
+      local += r < g_world.rank;
+      ++local_size;
+    }
   if (local_size > devices)
     throw std::invalid_argument(std::to_string(local_size) + " processes on this node but " + std::to_string(devices) +
                                 " GPU(s): NCCL needs one GPU per rank");
@@ -139,7 +150,9 @@ int run(int argc, char** argv) {
 
   ncclUniqueId id;
   if (g_world.rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
-  MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+  MPI_Request bcast = MPI_REQUEST_NULL;
+  MPI_Ibcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD, &bcast);
+  dsv3::ep_mpi::wait_collective(bcast, "broadcasting the ncclUniqueId");
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t comm = nullptr;
@@ -178,8 +191,10 @@ int run(int argc, char** argv) {
   DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   cudaEvent_t ev[3];
   for (cudaEvent_t& e : ev) DSV3_CUDA_CHECK(cudaEventCreate(&e));
-  MPI_Barrier(MPI_COMM_WORLD);
-  opt.inject_faults();
+  MPI_Request barrier = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &barrier);
+  dsv3::ep_mpi::wait_collective(barrier, "waiting for every rank before the dispatch");
+  opt.inject_faults("dispatch");
   double total[2] = {0, 0};
   std::vector<int32_t> sent(R), got(R);
   for (int it = 0; it < warmup + iters; ++it) {

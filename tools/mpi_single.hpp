@@ -1,9 +1,10 @@
-// The subset of MPI that tools/ep_mpi_common.hpp and tools/ep_nccl.cpp call, for one process
-// (world size 1), where no MPI library is found: the lent GPU machines' image has none, and the
-// NCCL execution must still run there with world size 1. In the manner of serial "MPI stubs"
-// (LAMMPS' STUBS): collectives copy or do nothing, a send to oneself completes into the matching
-// receive posted earlier with the same tag (or is kept until one is posted), a send to another
-// rank is an error. Built with -DDSV3_MPI_SINGLE=1 instead of <mpi.h>.
+// The subset of MPI that tools/mpi_deadline.hpp, tools/ep_mpi_common.hpp and tools/ep_nccl.cpp
+// call, for one process (world size 1), where no MPI library is found: the lent GPU machines' image
+// has none, and the NCCL execution must still run there with world size 1. In the manner of serial
+// "MPI stubs" (LAMMPS' STUBS): the non-blocking collectives copy or do nothing and are complete at
+// once (their request is MPI_REQUEST_NULL, which MPI_Test reports complete), a send to oneself
+// completes into the matching receive posted earlier with the same tag (or is kept until one is
+// posted), a send to another rank is an error. Built with -DDSV3_MPI_SINGLE=1 instead of <mpi.h>.
 #pragma once
 
 #include <chrono>
@@ -13,23 +14,22 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 using MPI_Comm = int;
 using MPI_Request = int;
 using MPI_Datatype = int;  // the element size in bytes
 using MPI_Op = int;
-using MPI_Info = int;
 struct MPI_Status {
   int MPI_SOURCE, MPI_TAG, MPI_ERROR;
 };
 
 inline constexpr MPI_Comm MPI_COMM_WORLD = 0;
 inline constexpr MPI_Request MPI_REQUEST_NULL = -1;
-inline constexpr MPI_Datatype MPI_BYTE = 1, MPI_CHAR = 1, MPI_INT32_T = 4, MPI_UINT64_T = 8, MPI_DOUBLE = 8;
+inline constexpr MPI_Datatype MPI_BYTE = 1, MPI_CHAR = 1, MPI_INT = 4, MPI_INT32_T = 4, MPI_UINT64_T = 8, MPI_DOUBLE = 8;
 inline constexpr MPI_Op MPI_MAX = 1, MPI_SUM = 2;
-inline constexpr MPI_Info MPI_INFO_NULL = 0;
-inline constexpr int MPI_COMM_TYPE_SHARED = 1;
+inline constexpr int MPI_MAX_PROCESSOR_NAME = 256;
 inline void* const MPI_IN_PLACE = reinterpret_cast<void*>(static_cast<std::uintptr_t>(1));
 inline MPI_Status* const MPI_STATUS_IGNORE = nullptr;
 inline MPI_Status* const MPI_STATUSES_IGNORE = nullptr;
@@ -71,19 +71,29 @@ inline int MPI_Finalize() { return 0; }
 inline int MPI_Comm_rank(MPI_Comm, int* rank) { *rank = 0; return 0; }
 inline int MPI_Comm_size(MPI_Comm, int* size) { *size = 1; return 0; }
 inline int MPI_Abort(MPI_Comm, int code) { std::exit(code); }
-inline int MPI_Barrier(MPI_Comm) { return 0; }
-inline int MPI_Bcast(void*, int, MPI_Datatype, int root, MPI_Comm) { dsv3::mpi_single::only_self(root); return 0; }
-inline int MPI_Allgather(const void* send, int count, MPI_Datatype type, void* recv, int, MPI_Datatype, MPI_Comm) {
-  if (send != MPI_IN_PLACE) std::memmove(recv, send, static_cast<std::size_t>(count) * static_cast<std::size_t>(type));
+inline int MPI_Get_processor_name(char* name, int* length) {
+  std::snprintf(name, static_cast<std::size_t>(MPI_MAX_PROCESSOR_NAME), "localhost");
+  *length = static_cast<int>(std::strlen(name));
   return 0;
 }
-inline int MPI_Reduce(const void* send, void* recv, int count, MPI_Datatype type, MPI_Op, int root, MPI_Comm) {
+// Non-blocking collectives of one process: done when they return.
+inline int MPI_Ibarrier(MPI_Comm, MPI_Request* req) { *req = MPI_REQUEST_NULL; return 0; }
+inline int MPI_Ibcast(void*, int, MPI_Datatype, int root, MPI_Comm, MPI_Request* req) {
+  dsv3::mpi_single::only_self(root);
+  *req = MPI_REQUEST_NULL;
+  return 0;
+}
+inline int MPI_Iallgather(const void* send, int count, MPI_Datatype type, void* recv, int, MPI_Datatype, MPI_Comm, MPI_Request* req) {
+  if (send != MPI_IN_PLACE) std::memmove(recv, send, static_cast<std::size_t>(count) * static_cast<std::size_t>(type));
+  *req = MPI_REQUEST_NULL;
+  return 0;
+}
+inline int MPI_Ireduce(const void* send, void* recv, int count, MPI_Datatype type, MPI_Op, int root, MPI_Comm, MPI_Request* req) {
   dsv3::mpi_single::only_self(root);
   if (send != MPI_IN_PLACE) std::memmove(recv, send, static_cast<std::size_t>(count) * static_cast<std::size_t>(type));
+  *req = MPI_REQUEST_NULL;
   return 0;
 }
-inline int MPI_Comm_split_type(MPI_Comm comm, int, int, MPI_Info, MPI_Comm* out) { *out = comm; return 0; }
-inline int MPI_Comm_free(MPI_Comm*) { return 0; }
 inline double MPI_Wtime() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
