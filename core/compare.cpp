@@ -65,12 +65,20 @@ Tolerance Tolerance::bounded_by(double eps, double rtol, bool exact_where_proven
   return t;
 }
 
+Tolerance Tolerance::by_component_check(std::string why) {
+  Tolerance t;
+  t.kind = Kind::by_component;
+  t.reason = std::move(why);
+  return t;
+}
+
 std::string Tolerance::describe() const {
   std::string s;
   switch (kind) {
     case Kind::exact: s = "exact"; break;
     case Kind::ulps: s = "<= " + fmt_num(ulps) + " ulp " + std::string(dtype_name(fmt)); break;
     case Kind::absrel: s = "atol " + fmt_num(atol) + " | rtol " + fmt_num(rtol); break;
+    case Kind::by_component: s = "by the component's check"; break;
     case Kind::bounded: s = fmt_num(eps) + " * " + (magnitude_aid.empty() ? std::string("magnitude") : magnitude_aid) + " + " + fmt_num(rtol) + " * |ref|" + (exact_where_proven ? " (exact where proven)" : ""); break;
   }
   if (max_cos_dist >= 0) s += ", cos_dist <= " + fmt_num(max_cos_dist);
@@ -117,6 +125,10 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
     return r;
   }
   if (!got.guards_intact()) r.message = "canary guard overwritten: out-of-bounds write";
+  if (tol.kind == Tolerance::Kind::by_component) {  // compared by the component's extra_checks
+    r.pass = r.message.empty();
+    return r;
+  }
   const std::size_t esize = dtype_size(ref.dtype());
   const auto* gb = static_cast<const unsigned char*>(got.raw());
   const auto* rb = static_cast<const unsigned char*>(ref.raw());
@@ -159,6 +171,8 @@ CompareReport compare_tensors(const Tensor& got, const Tensor& ref, const Tolera
           ratio = allowed > 0 ? d / allowed : (d > 0 ? INFINITY : 0);
           break;
         }
+        case Tolerance::Kind::by_component:  // returned above
+          break;
         case Tolerance::Kind::bounded: {
           const double mag = magnitude->get(i);
           if (use_mask && exact_mask->get(i) != 0) {  // proved exact by the component: identical bits only

@@ -13,6 +13,9 @@
 //               component also proved an element exact (exact mask != 0) and the tolerance has
 //               exact_where_proven, only identical bits pass;
 //  4. optional whole-tensor bounds: cosine distance and NMSE.
+// Kind by_component: rule 1 and the canary guards only; the component's extra_checks compare the
+// output (an order-free or cross-output comparison, e.g. moe_gate's routing: index sets per token
+// and each chosen expert's weight), and the tolerance's reason says how.
 // The worst element (largest |got-ref| / allowed) is reported with its N-d coordinates.
 #pragma once
 
@@ -26,7 +29,7 @@
 namespace dsv3 {
 
 struct Tolerance {
-  enum class Kind : uint8_t { exact, ulps, absrel, bounded };
+  enum class Kind : uint8_t { exact, ulps, absrel, bounded, by_component };
   Kind kind = Kind::exact;
   double ulps = 0;             // kind == ulps
   DType fmt = DType::f32;      // format the ulps are counted in
@@ -44,6 +47,7 @@ struct Tolerance {
   static Tolerance in_ulps(double n, DType fmt, std::string why);
   static Tolerance abs_rel(double atol, double rtol, std::string why);
   static Tolerance bounded_by(double eps, double rtol, bool exact_where_proven, std::string why);
+  static Tolerance by_component_check(std::string why);
   std::string describe() const;  // "exact", "<= 1 ulp bf16", "atol 1e-5 | rtol 1e-3"
 };
 

@@ -23,7 +23,8 @@ const std::set<std::string> kMlaFields{"n_dense_layers",   "q_lora_rank",      "
                                        "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                                        "moe_inter_dim",    "n_routed_experts", "n_shared_experts",
                                        "n_activated_experts", "n_expert_groups", "n_limited_groups",
-                                       "route_scale",      "score_func",       "mtp_depth"};
+                                       "route_scale",      "score_func",       "topk_method",
+                                       "mtp_depth"};
 const std::set<std::string> kGqaFields{"n_kv_heads", "head_dim"};
 
 // Strict integer: 7168.0 or "7168" are rejected rather than converted.
@@ -65,6 +66,7 @@ void load_mla_fields(const json& j, const std::string& w, ModelConfig& c) {
   c.n_limited_groups = json_int(j, "n_limited_groups", w);
   c.route_scale = json_real(j, "route_scale", w);
   c.score_func = json_field<std::string>(j, "score_func", w);
+  c.topk_method = json_field_or<std::string>(j, "topk_method", "greedy", w);
   c.mtp_depth = json_int(j, "mtp_depth", w);
 
   require(c.n_dense_layers >= 0 && c.n_dense_layers <= c.n_layers, w, "n_dense_layers", c.n_dense_layers,
@@ -89,6 +91,15 @@ void load_mla_fields(const json& j, const std::string& w, ModelConfig& c) {
   require(c.route_scale > 0, w, "route_scale", c.route_scale, "must be positive");
   require(c.score_func == "sigmoid" || c.score_func == "softmax", w, "score_func", c.score_func,
           "must be \"sigmoid\" or \"softmax\"");
+  require(c.topk_method == "noaux_tc" || c.topk_method == "group_limited_greedy" || c.topk_method == "greedy", w,
+          "topk_method", c.topk_method, "must be \"noaux_tc\", \"group_limited_greedy\" or \"greedy\" (absent = greedy)");
+  // Hugging Face's V3 gate (noaux_tc) computes sigmoid scores only; its V2 "greedy" is one top-k
+  // over all experts, which would ignore the groups that model.py (and the references) apply.
+  require(c.topk_method != "noaux_tc" || c.score_func == "sigmoid", w, "topk_method", c.topk_method,
+          "is only valid with score_func \"sigmoid\" (the biased V3 gate; score_func is \"" + c.score_func + "\")");
+  require(c.topk_method != "greedy" || c.n_expert_groups == 1, w, "topk_method", c.topk_method,
+          "ignores expert groups (\"greedy\", also the default when absent) but n_expert_groups = " +
+              std::to_string(c.n_expert_groups) + "; use \"group_limited_greedy\" or \"noaux_tc\"");
   require(c.mtp_depth >= 0, w, "mtp_depth", c.mtp_depth, "must be >= 0");
 }
 

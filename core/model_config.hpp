@@ -6,8 +6,9 @@
 //              q_lora_rank = 0: wq dim*H*(nope+rope)
 //              + wkv_a dim*(kv_lora+rope) + kv_norm kv_lora + wkv_b kv_lora*H*(nope+v) + wo H*v*dim
 //   FFN        dense 3*dim*inter_dim; MoE (routed + shared) * 3*dim*moe_inter_dim + gate n_routed*dim
-//              + router bias n_routed when score_func == sigmoid (V3's e_score_correction_bias;
-//              model.py keys it on dim == 7168, which is the same set of released models)
+//              + router bias n_routed when has_router_bias() (V3's e_score_correction_bias:
+//              Hugging Face creates it for topk_method noaux_tc, a sigmoid gate; model.py keys it
+//              on dim == 7168, which is the same set of released models)
 //   per layer  + 2 RMSNorms (2*dim); model + final norm dim + embedding and head vocab*dim each.
 // Activated counts keep n_activated + n_shared experts per MoE layer (gate and bias included).
 // MTP modules are not in total_params(); mtp_params() counts them (each: one MoE block + eh_proj
@@ -53,6 +54,10 @@ struct ModelConfig {
   int64_t n_limited_groups = 0;
   double route_scale = 0;
   std::string score_func;  // "sigmoid" | "softmax"
+  // Hugging Face's topk_method: "noaux_tc" (V3: sigmoid gate with the selection bias, groups
+  // scored by their top-2 sum), "group_limited_greedy" (V2-236B: groups scored by their max),
+  // "greedy" (V2-Lite: one plain top-k, no groups). Optional in the file; absent = "greedy".
+  std::string topk_method;
   int64_t mtp_depth = 0;
 
   // gqa_dense only (0 for mla_moe).
@@ -65,7 +70,9 @@ struct ModelConfig {
   bool is_mla_moe() const { return family == "mla_moe"; }
   bool is_gqa_dense() const { return family == "gqa_dense"; }
   int64_t n_moe_layers() const { return is_mla_moe() ? n_layers - n_dense_layers : 0; }
-  bool has_router_bias() const { return is_mla_moe() && score_func == "sigmoid"; }
+  // V3's e_score_correction_bias: Hugging Face's rule, scoring_func sigmoid with topk_method
+  // noaux_tc (not model.py's dim == 7168 shortcut).
+  bool has_router_bias() const { return is_mla_moe() && score_func == "sigmoid" && topk_method == "noaux_tc"; }
 
   // Elements cached per token per layer: MLA kv_lora_rank + qk_rope_head_dim (576 for V3);
   // GQA 2 * n_kv_heads * head_dim.

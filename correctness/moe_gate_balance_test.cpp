@@ -56,6 +56,22 @@ TEST(MoeBalance, SequenceLossIsAlphaWhenBalancedAndLargerWhenNot) {
   for (int t = 0; t < 4; ++t) skewed[static_cast<std::size_t>(4 * t)] = 0.6f;
   EXPECT_NEAR(sequence_balance_loss(skewed, {0, 0, 0, 0}, 4, 1, 1.0), 2.0, 1e-7);
   EXPECT_THROW(sequence_balance_loss(equal, {0, 1}, 4, 1, 1.0), std::invalid_argument);  // scores for 4 tokens, 2 routed
+  EXPECT_THROW(sequence_balance_loss(equal, {0, 1, 2, 3}, 4, 0, 1.0), std::invalid_argument);  // k = 0
+}
+
+TEST(MoeBalance, SequenceLossNamesAnExpertOutOfRange) {
+  const std::vector<float> equal(16, 0.5f);
+  for (int32_t bad : {4, -1}) {  // 4 experts: valid ids 0..3
+    try {
+      (void)sequence_balance_loss(equal, {0, 1, bad, 3}, 4, 1, 1.0);
+      ADD_FAILURE() << "expert " << bad << " accepted";
+    } catch (const std::invalid_argument& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("token 2"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("expert " + std::to_string(bad)), std::string::npos) << msg;
+      EXPECT_NE(msg.find("[0, 4)"), std::string::npos) << msg;
+    }
+  }
 }
 
 }  // namespace

@@ -1,12 +1,15 @@
 // The gate reference (reference/moe_gate.hpp) against hand-worked routings and the properties of
-// its definition: group limits, bias that chooses without weighting, ties, NaN, V2's softmax gate,
-// thread-count invariance, and named errors for bad configs and shapes.
+// its definition: group limits, bias that chooses without weighting, ties, NaN, V2's softmax gate
+// and its group-max scoring, thread-count invariance, which configs have the router bias, and
+// named errors for bad configs and shapes.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "core/dtype.hpp"
+#include "core/json_file.hpp"
 #include "correctness/reference_run.hpp"
 #include "reference/moe_gate.hpp"
 
@@ -69,6 +72,82 @@ TEST(MoeGate, TiesGoToLowerIndicesAndNanIsLargest) {
   // then the lowest equal ones; the weights become NaN.
   EXPECT_EQ(idx, (std::vector<int32_t>{9, 0, 1, 2}));
   for (double x : w) EXPECT_TRUE(std::isnan(x));
+}
+
+TEST(MoeGate, V2GroupsAreScoredByTheirMaxWithoutRenormalisation) {
+  // V2-236B: 160 experts in 8 groups of 20, top-3 groups, top-6, softmax scores, no bias, x16.
+  const Routing r = Routing::from(find_model("deepseek-v2-236b"));
+  ASSERT_EQ(r.experts, 160); ASSERT_EQ(r.groups, 8); ASSERT_EQ(r.topk_groups, 3); ASSERT_EQ(r.topk, 6);
+  ASSERT_FALSE(r.sigmoid); ASSERT_FALSE(r.bias); ASSERT_EQ(r.route_scale, 16.0);
+  // Scores (route_token takes them as given): 0.001 everywhere except
+  //   group 0 (e0-19):    e3 0.10, e7 0.09, e11 0.08, e12 0.07   max 0.10  (top-2 sum 0.19)
+  //   group 1 (e20-39):   e25 0.12                               max 0.12  (top-2 sum 0.121)
+  //   group 3 (e60-79):   e60 0.11                               max 0.11  (top-2 sum 0.111)
+  //   group 5 (e100-119): e100 0.075, e101 0.075                 max 0.075 (top-2 sum 0.15)
+  // By their max the groups rank 1 (0.12), 3 (0.11), 0 (0.10), 5 (0.075): groups 1, 3, 0 stay.
+  // (V3's top-2 sums would keep 0 (0.19), 5 (0.15), 1 (0.121) and route to e100, e101 instead of e60, e12.)
+  // Top-6 of the kept experts: e25 0.12, e60 0.11, e3 0.10, e7 0.09, e11 0.08, e12 0.07; e100
+  // (0.075) beats e12 but its group is out. Weights: the scores times 16, not renormalised:
+  //   1.92, 1.76, 1.60, 1.44, 1.28, 1.12 (sum 9.12, not 16).
+  std::vector<float> s(160, 0.001f);
+  s[3] = 0.10f; s[7] = 0.09f; s[11] = 0.08f; s[12] = 0.07f; s[25] = 0.12f; s[60] = 0.11f; s[100] = 0.075f; s[101] = 0.075f;
+  std::vector<double> w;
+  EXPECT_EQ(route(r, s, nullptr, &w), (std::vector<int32_t>{25, 60, 3, 7, 11, 12}));
+  const std::vector<float> expect = {0.12f, 0.11f, 0.10f, 0.09f, 0.08f, 0.07f};
+  for (std::size_t j = 0; j < 6; ++j) EXPECT_EQ(w[j], static_cast<double>(expect[j]) * 16) << j;  // x16 is exact in FP64
+  EXPECT_NEAR(w[0] + w[1] + w[2] + w[3] + w[4] + w[5], 9.12, 1e-6);
+  // V2 has no bias: a bias passed anyway changes nothing (lifting group 5 would otherwise win it).
+  std::vector<float> bias(160, 0.0f);
+  bias[100] = 1.0f;
+  EXPECT_EQ(route(r, s, &bias, nullptr), (std::vector<int32_t>{25, 60, 3, 7, 11, 12}));
+}
+
+// Loads `base` edited by `edit` from a temporary file.
+ModelConfig load_edited(const std::string& base, const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json j = load_json_file(datasets_dir() / "models" / (base + ".json"));
+  edit(j);
+  const std::filesystem::path dir = std::filesystem::path(testing::TempDir()) / "dsv3_moe_gate";
+  std::filesystem::create_directories(dir);
+  write_json_atomic(dir / (name + ".json"), j);
+  return load_model_config(dir / (name + ".json"));
+}
+
+std::string input_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(MoeGate, RouterBiasFollowsScoringFuncAndTopkMethod) {
+  // Hugging Face: the bias exists for scoring_func sigmoid with topk_method noaux_tc (V3).
+  for (const char* id : {"deepseek-v3-671b", "tiny-test"}) {
+    const ModelConfig c = find_model(id);
+    EXPECT_EQ(c.topk_method, "noaux_tc") << id;
+    EXPECT_TRUE(c.has_router_bias()) << id;
+  }
+  EXPECT_EQ(find_model("deepseek-v2-236b").topk_method, "group_limited_greedy");
+  EXPECT_FALSE(find_model("deepseek-v2-236b").has_router_bias());
+  EXPECT_EQ(find_model("deepseek-v2-lite-16b").topk_method, "greedy");
+  EXPECT_FALSE(find_model("deepseek-v2-lite-16b").has_router_bias());
+  // Sigmoid alone is not enough: a sigmoid gate with another method has no bias, and its groups
+  // are scored by their max.
+  const ModelConfig sig = load_edited("deepseek-v3-671b", "sigmoid_glg", [](nlohmann::json& j) { j["topk_method"] = "group_limited_greedy"; });
+  EXPECT_EQ(sig.score_func, "sigmoid");
+  EXPECT_FALSE(sig.has_router_bias());
+  EXPECT_FALSE(Routing::from(sig).bias);
+  // Absent means "greedy": fine for one group (V2-Lite), an error naming the field for V3's 8.
+  const ModelConfig lite = load_edited("deepseek-v2-lite-16b", "lite_default", [](nlohmann::json& j) { j.erase("topk_method"); });
+  EXPECT_EQ(lite.topk_method, "greedy");
+  std::string e = input_error([] { (void)load_edited("deepseek-v3-671b", "v3_default", [](nlohmann::json& j) { j.erase("topk_method"); }); });
+  EXPECT_NE(e.find("'topk_method'"), std::string::npos) << e;
+  EXPECT_NE(e.find("n_expert_groups = 8"), std::string::npos) << e;
+  e = input_error([] { (void)load_edited("deepseek-v3-671b", "v3_softmax", [](nlohmann::json& j) { j["score_func"] = "softmax"; }); });
+  EXPECT_NE(e.find("score_func \"sigmoid\""), std::string::npos) << e;  // noaux_tc needs sigmoid
+  e = input_error([] { (void)load_edited("deepseek-v3-671b", "v3_hash", [](nlohmann::json& j) { j["topk_method"] = "static_hash"; }); });
+  EXPECT_NE(e.find("static_hash"), std::string::npos) << e;
 }
 
 Params v3(int64_t tokens, Dist d = Dist::normal, BiasFill b = BiasFill::random) {

@@ -1,6 +1,7 @@
 // The MoE layer references (reference/moe.hpp): the permutation on a hand-worked routing,
 // permute then combine as the identity, the layer against a token-by-token recomputation,
-// empty experts, NaN padding never read, thread invariance, and named errors.
+// empty experts, NaN padding never read, NaN in one token's input kept to that token, thread
+// invariance, and named errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -175,6 +176,30 @@ TEST(MoeLayer, CublasPathBoundCoversItsArithmetic) {
     std::printf("%s: the emulated cuBLAS path uses %.3f of its tolerance at worst\n", model.c_str(), worst);
     EXPECT_GT(worst, 0.0);  // it does round somewhere: the bound is exercised
   }
+}
+
+TEST(MoeLayer, NanInOneTokenStaysInThatToken) {
+  // The documented behaviour (moe.hpp): no error; a NaN in token t's x makes t's gate scores NaN
+  // (the gate then routes it to experts 0-3 with NaN weights) and t's shared-expert output NaN, so
+  // all of y[t] is NaN; every other token is computed from its own row only and is unchanged.
+  const Params p = tiny(Op::layer, 5);
+  const auto in = make_inputs(p);
+  const auto clean = run_reference_poisoned(p, in);
+  auto poisoned_in = make_inputs(p);
+  poisoned_in[0].span<uint16_t>()[2 * 256 + 13] = 0x7FC0;  // token 2, channel 13
+  const LayerRouting routing = layer_routing(p, poisoned_in);
+  EXPECT_EQ(std::vector<int32_t>(routing.indices.begin() + 8, routing.indices.begin() + 12), (std::vector<int32_t>{0, 1, 2, 3}));
+  const auto y = run_reference_poisoned(p, poisoned_in);
+  const auto yc = clean[0].span<const uint16_t>(), yn = y[0].span<const uint16_t>();
+  for (int64_t t = 0; t < 5; ++t)
+    for (int64_t c = 0; c < 256; ++c) {
+      const auto i = static_cast<std::size_t>(t * 256 + c);
+      if (t == 2) {
+        ASSERT_TRUE(std::isnan(bf16_to_f32(yn[i]))) << "c " << c;
+      } else {
+        ASSERT_EQ(yn[i], yc[i]) << "t " << t << " c " << c;  // bit for bit: rows never mix
+      }
+    }
 }
 
 TEST(MoeLayer, OneAndFourThreadsGiveIdenticalOutputs) {

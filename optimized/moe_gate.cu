@@ -234,10 +234,14 @@ void dsv3_register_moe_gate_cuda() {
       "moe_gate", "cuda",
       "fused gate: FP64-accumulated logits, scores, bias, group top-2 / top-k, expert top-k, weights (optimized/moe_gate.cu)",
       unsupported);
-  v.tolerances["*"] = Tolerance::bit_exact(
-      "the logits are FP64 sums of exact BF16 products rounded once to FP32, as the reference's (another summation "
-      "order changes an FP32 logit only for a sum within ~1e-16 of a rounding boundary); scores, selection and weights "
-      "are the reference's operations in its order; the device's FP64 exp may differ from the host's by an FP64 ulp, "
-      "which survives the FP32 rounding with probability ~2^-29 per score");
+  // Built to match the reference bit for bit (the logits are FP64 sums of exact BF16 products
+  // rounded once to FP32; scores, selection and weights are the reference's operations in its
+  // order), but held to the routing checks of reference/moe_gate_check.hpp, not to bit-exactness:
+  // the device's FP64 exp may differ from glibc's by an FP64 ulp, which survives the FP32 rounding
+  // with probability ~2^-29 per score, and a near tie may then fall the other way (equal scores
+  // go to the lower index here as in the reference, but torch.topk leaves that order open).
+  v.tolerances["*"] = Tolerance::by_component_check(
+      "routing as expert sets per token, tie-aware (selection scores within 2^-20 of the k-th, group scores within 2^-18, may swap), weights "
+      "by expert within 1 BF16 ulp: a score one FP32 ulp off (device exp) can move a weight's BF16 rounding by one ulp");
   Registry::instance().add(std::move(v));
 }

@@ -22,6 +22,11 @@
 //               in FP64, y rounded once to BF16. model.py instead rounds each expert's output
 //               and each accumulation to BF16 in ascending expert order: the spread that order
 //               leaves is what a kernel's tolerance must cover.
+//            NaN in x is not an error: it stays in its token. A NaN in x[t] makes t's gate
+//            scores NaN (the gate routes t to the first experts of the first groups with NaN
+//            weights, as torch.topk ranks NaN first) and t's shared-expert output NaN, so all of
+//            y[t] is NaN; every other token is computed from its own row only, bit for bit as
+//            without the NaN (MoeLayer.NanInOneTokenStaysInThatToken).
 // Routing for permute/combine cases is drawn (Routing below), not computed by a gate, so that
 // edge cases (empty experts, every token to the same experts) are exact.
 #pragma once

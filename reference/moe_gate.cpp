@@ -102,52 +102,63 @@ std::vector<Tensor> make_inputs(const Params& p) {
   return in;
 }
 
-namespace {
-
-// "a before b": larger first, NaN before any number, equal values by lower index.
-bool better(float a, int64_t ia, float b, int64_t ib) {
+bool ranks_before(float a, int64_t ia, float b, int64_t ib) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && (!std::isnan(b) || ia < ib);
   return a > b || (a == b && ia < ib);
 }
 
-// The k best of vals[0..n) by `better`, in order.
 std::vector<int64_t> top_k(const float* vals, int64_t n, int64_t k) {
   std::vector<int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int64_t a, int64_t b) { return better(vals[a], a, vals[b], b); });
+                    [&](int64_t a, int64_t b) { return ranks_before(vals[a], a, vals[b], b); });
   order.resize(static_cast<std::size_t>(k));
   return order;
 }
+
+namespace {
 
 constexpr int64_t kTokenBlock = 64;  // fixed GEMM blocks: the same sums for any thread count
 
 }  // namespace
 
-void route_token(const Routing& r, const float* scores, const float* bias, int32_t* idx, double* w) {
-  std::vector<float> biased(scores, scores + r.experts);
-  if (r.bias && bias)
-    for (int64_t e = 0; e < r.experts; ++e) biased[e] = scores[e] + bias[e];  // FP32 add, as model.py
-  if (r.groups > 1) {
-    const int64_t per = r.per_group();
-    std::vector<float> group_score(static_cast<std::size_t>(r.groups));
-    for (int64_t g = 0; g < r.groups; ++g) {
-      const std::vector<int64_t> best = top_k(&biased[g * per], per, r.bias ? 2 : 1);
-      group_score[g] = r.bias ? biased[g * per + best[0]] + biased[g * per + best[1]] : biased[g * per + best[0]];
-    }
-    std::vector<bool> keep(static_cast<std::size_t>(r.groups), false);
-    for (int64_t g : top_k(group_score.data(), r.groups, r.topk_groups)) keep[g] = true;
-    for (int64_t e = 0; e < r.experts; ++e)
-      if (!keep[e / per]) biased[e] = -std::numeric_limits<float>::infinity();
+void biased_scores(const Routing& r, const float* scores, const float* bias, float* biased) {
+  for (int64_t e = 0; e < r.experts; ++e)
+    biased[e] = r.bias && bias ? scores[e] + bias[e] : scores[e];  // FP32 add, as model.py
+}
+
+std::vector<float> group_scores(const Routing& r, const float* biased) {
+  const int64_t per = r.per_group();
+  std::vector<float> score(static_cast<std::size_t>(r.groups));
+  for (int64_t g = 0; g < r.groups; ++g) {
+    const std::vector<int64_t> best = top_k(&biased[g * per], per, r.bias ? 2 : 1);
+    score[g] = r.bias ? biased[g * per + best[0]] + biased[g * per + best[1]] : biased[g * per + best[0]];
   }
-  const std::vector<int64_t> chosen = top_k(biased.data(), r.experts, r.topk);
+  return score;
+}
+
+void weights_of(const Routing& r, const float* scores, const int32_t* idx, double* w) {
   double sum = 0;
   for (int64_t j = 0; j < r.topk; ++j) {
-    idx[j] = static_cast<int32_t>(chosen[j]);
-    w[j] = scores[chosen[j]];
+    w[j] = scores[idx[j]];
     sum += w[j];
   }
   for (int64_t j = 0; j < r.topk; ++j) w[j] = (r.sigmoid ? w[j] / sum : w[j]) * r.route_scale;
+}
+
+void route_token(const Routing& r, const float* scores, const float* bias, int32_t* idx, double* w) {
+  std::vector<float> biased(static_cast<std::size_t>(r.experts));
+  biased_scores(r, scores, bias, biased.data());
+  if (r.groups > 1) {
+    const std::vector<float> group_score = group_scores(r, biased.data());
+    std::vector<bool> keep(static_cast<std::size_t>(r.groups), false);
+    for (int64_t g : top_k(group_score.data(), r.groups, r.topk_groups)) keep[g] = true;
+    for (int64_t e = 0; e < r.experts; ++e)
+      if (!keep[e / r.per_group()]) biased[e] = -std::numeric_limits<float>::infinity();
+  }
+  const std::vector<int64_t> chosen = top_k(biased.data(), r.experts, r.topk);
+  for (int64_t j = 0; j < r.topk; ++j) idx[j] = static_cast<int32_t>(chosen[j]);
+  weights_of(r, scores, idx, w);
 }
 
 void scores_from_logits(const Routing& r, const float* logits, float* scores) {
@@ -161,21 +172,17 @@ void scores_from_logits(const Routing& r, const float* logits, float* scores) {
   for (int64_t e = 0; e < r.experts; ++e) scores[e] = static_cast<float>(std::exp(static_cast<double>(logits[e]) - m) / z);
 }
 
-void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
+std::vector<float> gate_scores(const Params& p, const std::vector<Tensor>& in) {
   const Routing r = p.routing();
-  require_tensors(in, input_specs(p), "moe_gate/ref inputs");
-  require_tensors(out, output_specs(p), "moe_gate/ref outputs");
+  require_tensors(in, input_specs(p), "moe_gate inputs");
   using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   MatD wt(r.dim, r.experts);  // W^T in FP64 (BF16 values: every product below is exact)
   for (int64_t e = 0; e < r.experts; ++e)
     for (int64_t c = 0; c < r.dim; ++c) wt(c, e) = in[1].get(e * r.dim + c);
-  const float* bias = r.bias ? in[2].span<const float>().data() : nullptr;
-  auto weights = out[0].span<uint16_t>();
-  auto indices = out[1].span<int32_t>();
+  std::vector<float> scores(static_cast<std::size_t>(p.tokens * r.experts));  // [T, E]
   const int64_t blocks = (p.tokens + kTokenBlock - 1) / kTokenBlock;
   parallel_for(blocks, [&](int64_t b0, int64_t b1) {
-    std::vector<float> scores(static_cast<std::size_t>(r.experts)), logit(static_cast<std::size_t>(r.experts));
-    std::vector<double> w(static_cast<std::size_t>(r.topk));
+    std::vector<float> logit(static_cast<std::size_t>(r.experts));
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t t0 = blk * kTokenBlock, n = std::min(kTokenBlock, p.tokens - t0);
       MatD x(n, r.dim);
@@ -184,11 +191,26 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
       const MatD logits = x * wt;
       for (int64_t t = 0; t < n; ++t) {
         for (int64_t e = 0; e < r.experts; ++e) logit[static_cast<std::size_t>(e)] = static_cast<float>(logits(t, e));
-        scores_from_logits(r, logit.data(), scores.data());
-        const int64_t tok = t0 + t;
-        route_token(r, scores.data(), bias, &indices[static_cast<std::size_t>(tok * r.topk)], w.data());
-        for (int64_t j = 0; j < r.topk; ++j) weights[static_cast<std::size_t>(tok * r.topk + j)] = bf16_from_f64(w[j]);
+        scores_from_logits(r, logit.data(), &scores[static_cast<std::size_t>((t0 + t) * r.experts)]);
       }
+    }
+  });
+  return scores;
+}
+
+void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
+  const Routing r = p.routing();
+  require_tensors(in, input_specs(p), "moe_gate/ref inputs");
+  require_tensors(out, output_specs(p), "moe_gate/ref outputs");
+  const std::vector<float> scores = gate_scores(p, in);
+  const float* bias = r.bias ? in[2].span<const float>().data() : nullptr;
+  auto weights = out[0].span<uint16_t>();
+  auto indices = out[1].span<int32_t>();
+  parallel_for(p.tokens, [&](int64_t t0, int64_t t1) {
+    std::vector<double> w(static_cast<std::size_t>(r.topk));
+    for (int64_t t = t0; t < t1; ++t) {  // each token on its own: any split gives the same result
+      route_token(r, &scores[static_cast<std::size_t>(t * r.experts)], bias, &indices[static_cast<std::size_t>(t * r.topk)], w.data());
+      for (int64_t j = 0; j < r.topk; ++j) weights[static_cast<std::size_t>(t * r.topk + j)] = bf16_from_f64(w[j]);
     }
   });
 }

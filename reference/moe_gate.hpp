@@ -20,11 +20,13 @@
 //      route_scale; computed in FP64 from the FP32 scores and rounded once to BF16 (model.py rounds
 //      each FP32 step and then to BF16: at most one BF16 ulp apart, the tolerance a kernel gets).
 // Order: "best" is the larger score; equal scores go to the lower index (torch.topk leaves ties
-// unspecified, so checks of other variants compare index sets tie-aware); NaN counts as larger
+// unspecified, so checks of other variants compare index sets, tie-aware); NaN counts as larger
 // than any number (torch's topk order), so a token with a NaN in x gets NaN weights and the first
 // experts of the first groups (tested).
-// Whether a config has a bias follows its score function (Hugging Face: scoring_func sigmoid with
-// topk_method noaux_tc), not model.py's dim == 7168 shortcut: ModelConfig::has_router_bias().
+// Whether a config has a bias follows Hugging Face's fields (scoring_func sigmoid with topk_method
+// noaux_tc), not model.py's dim == 7168 shortcut: ModelConfig::has_router_bias().
+// Other variants are checked against this reference as expert sets per token, tie-aware, and
+// weights by expert: reference/moe_gate_check.hpp.
 #pragma once
 
 #include <cstdint>
@@ -70,11 +72,27 @@ void run_reference(const Params& p, const std::vector<Tensor>& in, std::vector<T
 // One token's FP32 scores from its FP32 logits (step 2): sigmoid, or softmax over the E logits,
 // in FP64 and rounded once to FP32.
 void scores_from_logits(const Routing& r, const float* logits, float* scores);
+// Steps 1-2 for every token: the unbiased FP32 scores [T, E], as run_reference computes them
+// (the same fixed token blocks: identical for any thread count). Checks the input shapes.
+std::vector<float> gate_scores(const Params& p, const std::vector<Tensor>& in);
 
 // One token's routing from its FP32 scores (steps 3-6 above): indices into `idx` (k), weights in
 // FP64 into `w` (k). With r.bias, `bias` (E values) may be null for an all-zero bias; without,
 // it is ignored and groups are scored by their maximum.
 void route_token(const Routing& r, const float* scores, const float* bias, int32_t* idx, double* w);
+
+// The pieces of route_token, for checks that need its intermediate values:
+// step 3, the selection scores (E values into `biased`; `bias` as in route_token);
+void biased_scores(const Routing& r, const float* scores, const float* bias, float* biased);
+// step 4, each group's score from the selection scores (r.groups values);
+std::vector<float> group_scores(const Routing& r, const float* biased);
+// step 6, the weights of the k experts `idx` from the unbiased scores, in FP64 (summed in idx's order).
+void weights_of(const Routing& r, const float* scores, const int32_t* idx, double* w);
+// "a ranks before b" in the gate's order: larger first, NaN before any number, equal values by
+// lower index (ia, ib).
+bool ranks_before(float a, int64_t ia, float b, int64_t ib);
+// The indices of the k best of vals[0..n) in that order.
+std::vector<int64_t> top_k(const float* vals, int64_t n, int64_t k);
 
 double flops(const Params& p);        // 2 T E dim (the gate GEMM)
 double bytes_moved(const Params& p);  // x, weight, bias read once; weights and indices written

@@ -81,11 +81,20 @@ void BiasUpdate::apply(const std::vector<int64_t>& load, std::vector<float>& bia
 
 double sequence_balance_loss(const std::vector<float>& scores, const std::vector<int32_t>& indices, int64_t experts,
                              int64_t k, double alpha) {
+  if (k < 1 || experts < 1 || indices.size() % static_cast<std::size_t>(k) != 0)
+    throw std::invalid_argument("moe balance loss: " + std::to_string(indices.size()) + " indices are not rows of k = " +
+                                std::to_string(k) + " (experts " + std::to_string(experts) + ")");
   const auto tokens = static_cast<int64_t>(indices.size()) / k;
   if (tokens == 0 || static_cast<int64_t>(scores.size()) != tokens * experts)
     throw std::invalid_argument("moe balance loss: scores must be [T, E] for the T tokens of indices");
   std::vector<double> f(static_cast<std::size_t>(experts), 0.0), p(static_cast<std::size_t>(experts), 0.0);
-  for (int32_t e : indices) f[static_cast<std::size_t>(e)] += static_cast<double>(experts) / static_cast<double>(k * tokens);
+  for (std::size_t q = 0; q < indices.size(); ++q) {
+    const int32_t e = indices[q];
+    if (e < 0 || e >= experts)
+      throw std::invalid_argument("moe balance loss: token " + std::to_string(static_cast<int64_t>(q) / k) + " routes to expert " +
+                                  std::to_string(e) + ", outside [0, " + std::to_string(experts) + ")");
+    f[static_cast<std::size_t>(e)] += static_cast<double>(experts) / static_cast<double>(k * tokens);
+  }
   for (int64_t t = 0; t < tokens; ++t) {
     double sum = 0;
     for (int64_t i = 0; i < experts; ++i) sum += scores[static_cast<std::size_t>(t * experts + i)];

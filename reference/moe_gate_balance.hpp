@@ -48,14 +48,17 @@ struct BiasUpdate {
 // The complementary sequence-wise balance loss (V3-TR eqs 17-20): alpha * sum_i f_i P_i over one
 // sequence of T tokens, f_i = E / (k T) * #tokens choosing i, P_i = mean_t s_{i,t} / sum_j s_{j,t}.
 // scores: the unbiased affinities [T, E]; indices [T, k] the chosen experts. alpha 1e-4 in V3.
+// Throws std::invalid_argument for k < 1, indices that are not rows of k, scores that are not
+// [T, E], or an expert index outside [0, E) (naming the token and the index).
 double sequence_balance_loss(const std::vector<float>& scores, const std::vector<int32_t>& indices, int64_t experts,
                              int64_t k, double alpha);
 
 // Study rows "moe_balance": a V3-shaped router (256 experts, 8 groups, top-4 groups, top-8)
 // whose logits are a fixed per-expert skew plus per-token noise, routed for a number of steps
-// under four policies: none, the bias update (gamma 0.001), and the sequence-wise loss alone at
-// V3's alpha (1e-4) and at a strong alpha (1e-2), the loss acting through gradient steps on
-// per-expert logit offsets. One row per (policy, sampled step): expert/rank/node max-over-mean
+// under five policies: none, the bias update (gamma 0.001), the sequence-wise loss alone at V3's
+// alpha (1e-4) and at a strong alpha (10, 10^5 times V3's: the strength at which the loss alone
+// balances about as fast as the bias update), the loss acting through gradient steps on
+// per-expert logit offsets; and unskewed_floor (no skew, no balancing: sampling noise alone). One row per (policy, sampled step): expert/rank/node max-over-mean
 // load, nodes per token, the loss value. docs/moe.md states the model and its parameters.
 nlohmann::json balance_study(bool quick);
 

@@ -4,6 +4,7 @@
 #include "core/registry.hpp"
 #include "reference/moe_gate.hpp"
 #include "reference/moe_gate_balance.hpp"
+#include "reference/moe_gate_check.hpp"
 
 namespace dsv3::moe_gate {
 namespace {
@@ -61,6 +62,13 @@ void register_component() {
   c.perf_cases = perf_cases;
   bind_case_hooks<Params>(c);
   c.flops = [](const Case& k) { return flops(k.as<Params>()); };
+  // Routing is compared as sets per token, tie-aware, and weights by expert (moe_gate_check.hpp).
+  c.check_aids = [](const Case& k, const std::vector<Tensor>& in, const std::vector<Tensor>& ref_out) {
+    return routing_aids(k.as<Params>(), in, ref_out);
+  };
+  c.extra_checks = [](const Case& k, const std::vector<Tensor>& aids, const std::vector<Tensor>& got) {
+    return routing_checks(k.as<Params>(), aids, got);
+  };
   c.study = [](bool quick) { return nlohmann::json{{"moe_balance", balance_study(quick)}}; };
   Registry::instance().add(std::move(c));
 
