@@ -74,11 +74,14 @@ struct Variant {
   std::function<std::unique_ptr<Runner>(const Case&, Io&)> prepare;
   // Tolerance per output name; "*" is the default for outputs not named.
   std::map<std::string, Tolerance> tolerances;
-  // Non-empty: why this variant is not trusted yet (a kernel no GPU bundle has shown passing);
-  // `dsv3 list` prints it.
+  // Non-empty: why this variant is not trusted yet (a kernel no GPU bundle has shown passing;
+  // kNotYetRunOnGpu); `dsv3 list` prints it.
   std::string experimental;
   const Tolerance& tolerance_for(const std::string& output) const;
 };
+
+// Variant::experimental of a CUDA variant that no GPU bundle under results/ has shown passing.
+inline constexpr const char* kNotYetRunOnGpu = "not yet run on a GPU: no GPU bundle shows it passing";
 
 struct Component {
   std::string name;

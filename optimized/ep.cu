@@ -71,6 +71,6 @@ void dsv3_register_ep_cuda() {
   v.tolerances["*"] = Tolerance::bit_exact(
       "the same arithmetic as the simulated execution: quant_1x128's scale math and RN casts, FP64 partials with RN "
       "operations in choice order, one BF16 rounding, FP32 sums in ascending sender rank; routing is integer");
-  v.experimental = "not yet run on a GPU";
+  v.experimental = kNotYetRunOnGpu;
   Registry::instance().add(std::move(v));
 }

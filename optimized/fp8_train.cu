@@ -217,6 +217,7 @@ void dsv3_register_fp8_train_cuda() {
   exact.tolerances["*"] = Tolerance::bit_exact(
       "the reference's operations in its order: exact FP64 group sums, FP32 promotion, fp8_quant's bit-exact kernels, "
       "fp8_train_math.hpp's exp and AdamW");
+  exact.experimental = kNotYetRunOnGpu;
   Registry::instance().add(std::move(exact));
 
   Variant tc = cuda_variant<Params, StepOf<GemmKind::tensor_core>>(
@@ -225,6 +226,7 @@ void dsv3_register_fp8_train_cuda() {
       "fp8_quant's kernels, SwiGLU and AdamW as cuda_exact (optimized/fp8_train.cu, fp8_train_lt.cu)",
       unsupported);
   set_tensor_core_tolerances(tc, Recipe::fp8);
+  tc.experimental = kNotYetRunOnGpu;
   Registry::instance().add(std::move(tc));
   register_bf16_step();
 }

@@ -134,6 +134,7 @@ void register_bf16_step() {
       "SwiGLU and AdamW kernels: the baseline of the FP8 step's speedup (optimized/fp8_train_bf16.cu)",
       unsupported);
   set_tensor_core_tolerances(v, Recipe::bf16);
+  v.experimental = kNotYetRunOnGpu;
   Registry::instance().add(std::move(v));
 }
 

@@ -127,6 +127,7 @@ void dsv3_register_mla_cuda() {
   v.tolerances["lse"] = Tolerance::abs_rel(1e-6, 8.01 / 65536,
                                            "FlashMLA's LSE tolerance (abs 1e-6 or rel 8.01/65536, v3-facts §9.2): FP32 "
                                            "scores and FP32 exp/log against the FP64 reference");
+  v.experimental = kNotYetRunOnGpu;
   Registry::instance().add(std::move(v));
   register_decode_cuda();
 }

@@ -152,6 +152,7 @@ void register_cublas_layer_variant() {
                                             "first-order bound B of FP32 GEMM accumulation, the BF16 roundings of the SwiGLU "
                                             "and expert outputs and the FP32 combine (the magnitude aid, reference/moe.cpp layer_error_bound), "
                                             "plus one BF16 rounding of y on each side (2 * 2^-8 of |ref|)");
+  v.experimental = kNotYetRunOnGpu;
   Registry::instance().add(std::move(v));
 }
 
