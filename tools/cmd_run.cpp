@@ -34,7 +34,6 @@ int run_script(const std::string& script, const std::string& args) {
 
 // One entry of the bundle's "quarantine" array (docs/bundle-schema.md).
 void add_quarantine(nlohmann::json& doc, const std::string& item, const std::string& phase, const std::string& why) {
-  if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
   doc["quarantine"].push_back({{"variant", guard::variant_of(item)}, {"item", item}, {"phase", phase}, {"reason", why}});
 }
 
@@ -62,7 +61,6 @@ void restore_quarantine(nlohmann::json& doc, const std::filesystem::path& marker
       doc["benchmarks"].push_back({{"name", item}, {"run_name", item}, {"error_occurred", true}, {"error_message", why}});
     }
   }
-  if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
   for (const auto& q : doc["quarantine"]) {
     const std::string item = q.value("item", ""), reason = q.value("reason", "");
     guard::quarantine(q.value("variant", ""), reason.find(item) != std::string::npos ? reason : item + ": " + reason);
@@ -113,9 +111,9 @@ void add_run(CLI::App& app) {
     BundleWriter bundle(dir / "bundle.json", *resume);
     auto& doc = bundle.doc();
     const std::filesystem::path marker = dir / "inflight.json";
+    if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
     if (*resume) restore_quarantine(doc, marker);
     else std::filesystem::remove(marker);  // an old run's: this bundle starts afresh
-    if (!doc.contains("quarantine")) doc["quarantine"] = nlohmann::json::array();
     guard::configure(marker, *deadline);
     if (!bundle.done("environment")) {
       doc["created_utc"] = utc_now();
@@ -238,12 +236,9 @@ void add_run(CLI::App& app) {
       }));
       bundle.mark_done("bench");
     }
-    bool mpi_failed = false;
     if (!bundle.done("mpi")) {  // one process per rank: the ep case and the all-to-all bench (tools/run_mpi.cpp)
-      doc["mpi"] = run_mpi_phase(dir, *filter, *quick, mpi_failed);
+      doc["mpi"] = run_mpi_phase(dir, *filter, *quick);
       bundle.mark_done("mpi");
-    } else {
-      for (const auto& j : doc["mpi"].value("jobs", nlohmann::json::array())) mpi_failed |= j.contains("error");
     }
     if (!bundle.done("calibrated")) {  // models that need this run's own measurements
       std::cerr << "study: calibrated models (decode_limit_calibrated, pipeline_overlap) from this bundle's benchmarks\n";
@@ -261,7 +256,8 @@ void add_run(CLI::App& app) {
     }
     for (const auto& r : doc["correctness"])
       if (r.value("status", "") == "fail") throw Exit{1};
-    if (mpi_failed) throw Exit{1};
+    for (const auto& j : doc.value("mpi", nlohmann::json::object()).value("jobs", nlohmann::json::array()))
+      if (j.contains("error")) throw Exit{1};
   });
 }
 

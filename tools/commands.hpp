@@ -66,9 +66,9 @@ nlohmann::json run_benchmarks(const bench::Ceilings& ceilings, const BenchRun& r
 bench::Ceilings measure_ceilings(bool quick);
 
 // dsv3 run's MPI phase (tools/run_mpi.cpp): runs the MPI jobs whose item ("ep/mpi/<name>") matches
-// `filter` with mpirun, logs and JSON under <out>/mpi/; returns the bundle's "mpi" object. `failed`
-// is set when a job exited non-zero (a check failed, or MPI could not start).
-nlohmann::json run_mpi_phase(const std::filesystem::path& out, const std::string& filter, bool quick, bool& failed);
+// `filter` with mpirun, logs and JSON under <out>/mpi/; returns the bundle's "mpi" object, where a
+// job that exited non-zero (a check failed, or MPI could not start) has an "error".
+nlohmann::json run_mpi_phase(const std::filesystem::path& out, const std::string& filter, bool quick);
 
 // --gpu-deadline (check, bench, run): seconds a CUDA case may go without progress before the
 // watchdog of core/device_guard.hpp ends the process (a hang cannot be stopped any other way).

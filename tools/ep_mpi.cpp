@@ -63,9 +63,7 @@ int run(int argc, char** argv) {
   const std::vector<dsv3::Tensor> in = dsv3::ep::make_inputs(p);
   std::vector<dsv3::Tensor> out = dsv3::allocate(dsv3::ep::output_specs(p));
   for (dsv3::Tensor& t : out) std::memset(t.raw(), 0, t.nbytes());
-  MPI_Request barrier = MPI_REQUEST_NULL;
-  MPI_Ibarrier(MPI_COMM_WORLD, &barrier);
-  dsv3::ep_mpi::wait_collective(barrier, "waiting for every rank before the dispatch");
+  dsv3::mpi_deadline::barrier("waiting for every rank before the dispatch");
   opt.inject_faults("dispatch");
   const double t0 = MPI_Wtime();
   std::vector<int32_t> sends(static_cast<std::size_t>(g_world.size * 3), 0);

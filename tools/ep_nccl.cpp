@@ -191,9 +191,7 @@ int run(int argc, char** argv) {
   DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   cudaEvent_t ev[3];
   for (cudaEvent_t& e : ev) DSV3_CUDA_CHECK(cudaEventCreate(&e));
-  MPI_Request barrier = MPI_REQUEST_NULL;
-  MPI_Ibarrier(MPI_COMM_WORLD, &barrier);
-  dsv3::ep_mpi::wait_collective(barrier, "waiting for every rank before the dispatch");
+  dsv3::mpi_deadline::barrier("waiting for every rank before the dispatch");
   opt.inject_faults("dispatch");
   double total[2] = {0, 0};
   std::vector<int32_t> sent(R), got(R);

@@ -29,6 +29,7 @@
 namespace {
 
 using dsv3::alltoall::pattern;
+using dsv3::mpi_deadline::barrier;
 using dsv3::mpi_deadline::g_world;
 using dsv3::mpi_deadline::wait_collective;
 
@@ -82,12 +83,6 @@ template <class T> T all_reduce(T value, MPI_Datatype type, MPI_Op op, const cha
   MPI_Iallreduce(&value, &result, 1, type, op, MPI_COMM_WORLD, &req);
   wait_collective(req, what);
   return result;
-}
-
-void barrier(const char* what) {
-  MPI_Request req = MPI_REQUEST_NULL;
-  MPI_Ibarrier(MPI_COMM_WORLD, &req);
-  wait_collective(req, what);
 }
 
 int run(int argc, char** argv, int rank, int n) {

@@ -7,6 +7,7 @@
 //   wait_all         requests with the peer each one waits for: the peers not heard from are named
 //   wait_collective  a collective's request: it does not say which rank is missing, so every rank
 //                    also sends every peer an arrival note; the peers whose note never came are named
+//   barrier          MPI_Barrier through wait_collective
 // Built over tools/mpi_single.hpp (world size 1) with -DDSV3_MPI_SINGLE=1.
 #pragma once
 
@@ -99,6 +100,13 @@ inline void wait_collective(MPI_Request req, const char* what) {
     MPI_Isend(&note, 1, MPI_INT, i, kArrivalTag, MPI_COMM_WORLD, &reqs.back());
   }
   wait_all(reqs, peer, what);
+}
+
+// MPI_Barrier with the deadline: an MPI_Ibarrier waited for by wait_collective.
+inline void barrier(const char* what) {
+  MPI_Request req = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &req);
+  wait_collective(req, what);
 }
 
 // The sleep of a --stall-rank fault: past the deadline, so the peers give up first.
